@@ -1,0 +1,55 @@
+"""Atomic file writes: write to a temporary file in the same folder, then rename.
+
+A crash or a kill at any moment leaves either the old file or the new one, never a
+truncated one. `os.replace` is atomic on POSIX and Windows within one file system.
+"""
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside `path`; on success it replaces `path`.
+
+    For writers that want a file name (``model.save(tmp)``). The temporary name keeps
+    the suffix, since Keras checks it.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        _fsync(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_bytes(path, data):
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def write_text(path, text):
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, default=_default) + "\n")
+
+
+def _default(value):
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    return str(value)
+
+
+def _fsync(path):
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())

@@ -1,0 +1,22 @@
+"""`kseg models`: what is registered, where it came from, and how big it is."""
+
+import click
+
+from kseg import output, registry
+
+
+@click.command("models")
+@click.argument("pattern", default="*")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.option("--no-params", is_flag=True, help="Skip building each model to count parameters.")
+def models(pattern, as_json, no_params):
+    """List registered models (PATTERN filters names, e.g. 'unet*')."""
+    infos = [registry.model_info(n, count_params=not no_params) for n in registry.list_models(pattern)]
+    errors = registry.plugin_errors()
+    if as_json:
+        output.print_json({"models": infos, "plugin_errors": errors})
+        return
+    rows = [(i["name"], i["source"], i.get("params"), i["stride"], i["description"]) for i in infos]
+    output.print_table("Models", ["name", "source", "parameters", "stride", "description"], rows)
+    for name, reason in errors.items():
+        output.err_console.print(f"[yellow]plugin {name!r} failed to load:[/] {reason}")
