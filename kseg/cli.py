@@ -4,6 +4,7 @@ Commands are imported on first use, so `kseg --help` does not pay for importing 
 """
 
 import importlib
+import warnings
 
 import click
 
@@ -67,3 +68,5 @@ def _missing(name):
 @click.version_option(__version__, prog_name="kseg")
 def main():
     """kseg: train, compare and ship semantic segmentation networks in Keras 3."""
+    # `kseg models` reports broken plugins itself; elsewhere a warning would only be noise.
+    warnings.filterwarnings("ignore", message="kseg plugin", category=UserWarning)
