@@ -1,0 +1,98 @@
+"""Whole frames for evaluation and prediction.
+
+Two ways to run a network over a frame of any size:
+  * padded: pad the frame to a multiple of the network's stride (reflect, or zero),
+    predict once, crop the logits back (`predict_frames`). The honest way.
+  * patch grid: the study's way: cut the frame into R x C cells, resize each to
+    `patch`, predict, resize the logits back to the cell and stitch
+    (`predict_patch_grid`); reproduces how the study scored whole frames.
+
+Images: uint8 or float (N, H, W, 3) array or a list of (H, W, 3) arrays, pixel values in
+[0, 255] (the models rescale internally). Label maps come back as uint8 (N, H, W) and
+logits one frame at a time (float32 (H, W, K)), since a whole split of logits would not
+fit in memory (CamVid val: 101 * 360 * 480 * 12 * 4 B = 838 MB).
+"""
+
+import numpy as np
+
+from kseg.data.io import grid_cells, resize_bilinear
+
+
+def pad_to_stride(image, stride, mode="reflect"):
+    """Pad (H, W, C) at the bottom/right to multiples of `stride`: reflect or zero."""
+    if mode not in ("reflect", "zero"):
+        raise ValueError(f"pad mode must be 'reflect' or 'zero'. Received: mode={mode!r}")
+    h, w = image.shape[:2]
+    ph, pw = (-h) % stride, (-w) % stride
+    if not (ph or pw):
+        return image
+    pad = ((0, ph), (0, pw)) + ((0, 0),) * (image.ndim - 2)
+    return np.pad(image, pad, mode="reflect" if mode == "reflect" else "constant")
+
+
+def _predict(model, x):
+    return np.asarray(model.predict_on_batch(np.asarray(x, np.float32)), np.float32)
+
+
+def iter_frame_logits(model, images, stride, batch_size=1, pad_mode="reflect"):
+    """Yield float32 (H, W, K) logits per frame, predicted on stride-padded frames."""
+    batch, shapes = [], []
+
+    def flush():
+        out = _predict(model, np.stack(batch))  # (B, Hp, Wp, K)
+        for logits, (h, w) in zip(out, shapes, strict=True):
+            yield logits[:h, :w]
+        batch.clear()
+        shapes.clear()
+
+    for image in images:
+        padded = pad_to_stride(np.asarray(image, np.float32), stride, pad_mode)
+        if batch and (padded.shape != batch[0].shape or len(batch) == batch_size):
+            yield from flush()
+        batch.append(padded)
+        shapes.append(image.shape[:2])
+    if batch:
+        yield from flush()
+
+
+def predict_frames(model, images, stride, batch_size=1, pad_mode="reflect"):
+    """uint8 (N, H, W) label maps; frames padded to `stride`, logits cropped back.
+
+    Args:
+        model: a keras model returning (B, H, W, K) logits or probabilities.
+        images: (N, H, W, 3) array or list of (H, W, 3) arrays in [0, 255].
+        stride: the network's output stride (kseg.registry.get_entry(name).stride).
+        batch_size: frames per predict call (frames of equal size are batched).
+        pad_mode: "reflect" (default; no artificial edges) or "zero".
+    """
+    maps = [np.argmax(z, axis=-1).astype(np.uint8)
+            for z in iter_frame_logits(model, images, stride, batch_size, pad_mode)]
+    return _stack(maps)
+
+
+def iter_patch_grid_logits(model, images, grid=(4, 4), patch=128):
+    """Yield float32 (H, W, K) logits per frame, by the study's patch-and-stitch."""
+    for image in images:
+        h, w = image.shape[:2]
+        cells = grid_cells(h, w, grid)
+        x = np.stack([resize_bilinear(image[y0:y1, x0:x1], (patch, patch))
+                      for y0, y1, x0, x1 in cells])  # (R*C, p, p, 3)
+        out = _predict(model, x)  # (R*C, p, p, K)
+        logits = np.empty((h, w, out.shape[-1]), np.float32)
+        for (y0, y1, x0, x1), z in zip(cells, out, strict=True):
+            logits[y0:y1, x0:x1] = resize_bilinear(z, (y1 - y0, x1 - x0))
+        yield logits
+
+
+def predict_patch_grid(model, images, grid=(4, 4), patch=128):
+    """uint8 (N, H, W) label maps by the study's grid: cells resized to `patch`,
+    predicted, logits resized back bilinearly and stitched."""
+    return _stack([np.argmax(z, axis=-1).astype(np.uint8)
+                   for z in iter_patch_grid_logits(model, images, grid, patch)])
+
+
+def _stack(maps):
+    # Frames of different sizes cannot share an array: return a list then.
+    if maps and all(m.shape == maps[0].shape for m in maps):
+        return np.stack(maps)
+    return maps

@@ -1,0 +1,186 @@
+"""Decoding images and masks, with one-line errors that name the file.
+
+Images become uint8 (H, W, 3) whatever their mode (grayscale, palette, RGBA, 16-bit).
+Masks become uint8 (H, W) class indices: single-channel masks (L, P, 16-bit) are read
+as values; RGB(A) masks are mapped through the spec's colour map, or rejected when the
+spec has none. Pillow is used directly (it is imageio's PNG/JPEG backend anyway) because
+it exposes the PNG mode, which decides how a mask is read.
+"""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from kseg.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
+
+
+def _open(path):
+    """Decode fully (so truncated files fail here); return a loaded PIL image."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # DecompressionBombWarning etc. are not ours
+            im = Image.open(path)
+            im.load()
+        return im
+    except FileNotFoundError:
+        kind = "broken symlink" if path.is_symlink() else "file not found"
+        raise DataError(f"{path}: {kind}") from None
+    except UnidentifiedImageError:
+        raise DataError(f"{path}: not an image file (or an unsupported format)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
+        # Pillow reports truncation and CRC failures as OSError / SyntaxError.
+        raise DataError(f"{path}: unreadable or truncated image ({exc})") from None
+
+
+def image_size(path):
+    """(H, W) from the header alone, without decoding pixels."""
+    try:
+        with Image.open(path) as im:
+            w, h = im.size
+        return h, w
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+        raise DataError(f"{path}: unreadable image ({exc})") from None
+
+
+def read_image(path):
+    """An image file as uint8 (H, W, 3)."""
+    im = _open(path)
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # 16-bit grayscale: keep the top byte (PNG 16-bit spans 0..65535).
+        a = np.asarray(im, dtype=np.int64)
+        a = (np.clip(a, 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(a[:, :, None], 3, axis=2)
+    if im.mode == "F":
+        raise DataError(f"{path}: floating-point images are not supported; save as 8-bit")
+    if im.mode != "RGB":
+        im = im.convert("RGB")  # L, LA, P, RGBA, CMYK, 1 -> RGB (alpha dropped)
+    return np.asarray(im, dtype=np.uint8).copy()
+
+
+def read_mask(path, spec=None, check=True):
+    """A mask file as uint8 (H, W) class indices.
+
+    Args:
+        path: mask file.
+        spec: the DatasetSpec; needed to map RGB masks and to check values.
+        check: raise DataError when a value is neither a class nor void.
+    """
+    im = _open(path)
+    mode = im.mode
+    if mode in ("L", "P", "1"):
+        # P: the palette index is the class (VOC convention), not the colour.
+        mask = np.asarray(im, dtype=np.uint8)
+    elif mode in ("I;16", "I;16B", "I;16L", "I"):
+        a = np.asarray(im, dtype=np.int64)
+        if a.size and (a.min() < 0 or a.max() > 255):
+            raise DataError(f"{path}: 16-bit mask has values up to {a.max()}; "
+                            f"class indices must be 0..255")
+        mask = a.astype(np.uint8)
+    elif mode in ("LA",):
+        mask = np.asarray(im, dtype=np.uint8)[:, :, 0]
+    elif mode in ("RGB", "RGBA"):
+        rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
+        if rgb.size and (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
+            mask = rgb[..., 0].copy()  # a grayscale mask saved as RGB
+        else:
+            mask = rgb_to_mask(rgb, spec, path)
+    else:
+        raise DataError(f"{path}: unsupported mask mode {mode}; save as 8-bit grayscale PNG")
+    if check and spec is not None:
+        check_mask_values(mask, spec, path)
+    return mask
+
+
+def rgb_to_mask(rgb, spec, path="mask"):
+    """Map an RGB mask (H, W, 3) to class indices through the spec's colours."""
+    if spec is None or not spec.color_map:
+        raise DataError(f"{path}: RGB/RGBA mask but the dataset spec has no colour map; "
+                        f"add 'colors' to kseg.json or save masks as class indices")
+    key = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    lut_keys, lut_vals = [], []
+    for i, (r, g, b) in enumerate(spec.colors):
+        lut_keys.append((r << 16) | (g << 8) | b)
+        lut_vals.append(i)
+    if spec.void is not None and spec.void_color is not None:
+        r, g, b = spec.void_color
+        lut_keys.append((r << 16) | (g << 8) | b)
+        lut_vals.append(spec.void)
+    lut_keys = np.array(lut_keys, np.uint32)
+    order = np.argsort(lut_keys)
+    lut_keys, lut_vals = lut_keys[order], np.array(lut_vals, np.uint8)[order]
+    pos = np.clip(np.searchsorted(lut_keys, key), 0, len(lut_keys) - 1)
+    known = lut_keys[pos] == key
+    if not known.all():
+        bad = np.unique(key[~known])[:5]
+        colors = ", ".join(f"({k >> 16},{(k >> 8) & 255},{k & 255})" for k in bad)
+        raise DataError(f"{path}: RGB mask has colours not in the spec: {colors}")
+    return lut_vals[pos]
+
+
+def check_mask_values(mask, spec, path="mask"):
+    """Raise DataError when mask holds values that are neither a class nor void."""
+    counts = np.bincount(mask.ravel(), minlength=256)
+    bad = [v for v in np.flatnonzero(counts) if v >= spec.num_classes and v != spec.void]
+    if bad:
+        shown = ", ".join(str(int(v)) for v in bad[:8]) + (" ..." if len(bad) > 8 else "")
+        raise DataError(f"{path}: mask values {shown} are neither a class "
+                        f"(0..{spec.num_classes - 1}) nor void ({spec.void})")
+    return counts
+
+
+def write_png(path, array, compress_level=1):
+    """Write a uint8 (H, W) or (H, W, 3) array as PNG (fast compression)."""
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(
+        path, compress_level=compress_level)
+
+
+def colorize(mask, spec):
+    """Class indices (H, W) to an RGB uint8 image (H, W, 3); void gets void_color or black."""
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:spec.num_classes] = np.array(spec.colors, np.uint8)
+    if spec.void is not None and spec.void_color is not None:
+        lut[spec.void] = spec.void_color
+    return lut[mask]
+
+
+# Array helpers shared by patches.py, frames.py and synth.py (no Keras needed).
+
+def grid_cells(height, width, grid):
+    """[(y0, y1, x0, x1)] of an R x C grid, row-major; edges rounded to pixels."""
+    rows, cols = grid
+    ys = np.rint(np.linspace(0, height, rows + 1)).astype(int)
+    xs = np.rint(np.linspace(0, width, cols + 1)).astype(int)
+    return [(ys[r], ys[r + 1], xs[c], xs[c + 1]) for r in range(rows) for c in range(cols)]
+
+
+def _axis(n_in, n_out):
+    # Half-pixel centres, as tf.image.resize / cv2.INTER_LINEAR (no antialiasing).
+    x = np.clip((np.arange(n_out) + 0.5) * (n_in / n_out) - 0.5, 0, n_in - 1)
+    i0 = np.floor(x).astype(np.intp)
+    return i0, np.minimum(i0 + 1, n_in - 1), (x - i0).astype(np.float32)
+
+
+def resize_bilinear(array, size):
+    """(H, W, C) array of any dtype -> float32 (h, w, C), bilinear."""
+    h, w = size
+    r0, r1, wr = _axis(array.shape[0], h)
+    c0, c1, wc = _axis(array.shape[1], w)
+    a = array.astype(np.float32, copy=False)
+    shape = (-1,) + (1,) * (a.ndim - 1)
+    rows = np.take(a, r0, axis=0) * (1 - wr).reshape(shape) + np.take(a, r1, axis=0) * wr.reshape(shape)
+    shape = (1, -1) + (1,) * (a.ndim - 2)
+    return np.take(rows, c0, axis=1) * (1 - wc).reshape(shape) + np.take(rows, c1, axis=1) * wc.reshape(shape)
+
+
+def resize_nearest(array, size):
+    """(H, W, ...) array -> (h, w, ...), nearest neighbour (for masks)."""
+    h, w = size
+    r = np.minimum(((np.arange(h) + 0.5) * array.shape[0] / h).astype(np.intp), array.shape[0] - 1)
+    c = np.minimum(((np.arange(w) + 0.5) * array.shape[1] / w).astype(np.intp), array.shape[1] - 1)
+    return array[r][:, c]

@@ -1,0 +1,205 @@
+"""One patch generator for every architecture: a keras.utils.PyDataset.
+
+Grid mode (the study's): each frame is cut into R x C cells and every cell is resized
+to `patch` x `patch` (image bilinear, mask nearest), so CamVid's 367 training frames
+give 367 * 16 = 5872 patches with a 4x4 grid. Random-crop mode (`grid=None`): patches
+of `patch` x `patch` at native resolution, `crops_per_image` per frame and epoch.
+
+Masks stay uint8 class indices end to end (never one-hot); void keeps its value.
+Frames are decoded once into uint8 arrays (CamVid train: 367 * 360 * 480 * 4 B = 254 MB)
+or, with `in_memory=False`, per batch. Every batch is a pure function of
+(seed, epoch, index): its crops and warps draw from
+np.random.default_rng(SeedSequence([seed, epoch, index])) and the shuffle order from
+SeedSequence([seed, epoch]), so any number of workers gives the same batches.
+"""
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import keras
+import numpy as np
+
+from kseg.data import io
+from kseg.data.augment import AugmentConfig, augment_pair
+from kseg.data.io import grid_cells, resize_bilinear, resize_nearest  # noqa: F401 (re-exported)
+from kseg.errors import DataError
+
+
+class Frames:
+    """Decoded frames of a list of pairs: uint8 images (H, W, 3) and masks (H, W)."""
+
+    def __init__(self, pairs, spec, in_memory=True, threads=4):
+        self.pairs, self.spec, self.in_memory = list(pairs), spec, in_memory
+        if not self.pairs:
+            raise DataError("no image/mask pairs to make patches from (empty split)")
+        if in_memory:
+            # Pillow releases the GIL while inflating PNGs, so threads help here.
+            with ThreadPoolExecutor(threads) as pool:
+                self._data = list(pool.map(self._load, range(len(self.pairs))))
+            self.shapes = [m.shape for _, m in self._data]
+        else:
+            self._data = None
+            self.shapes = [io.image_size(p.mask) for p in self.pairs]
+
+    @classmethod
+    def from_arrays(cls, images, masks, spec):
+        """Frames from decoded uint8 images (H, W, 3) and masks (H, W), e.g. for tests."""
+        frames = cls.__new__(cls)
+        frames.pairs, frames.spec, frames.in_memory = [None] * len(images), spec, True
+        frames._data = [(np.asarray(i, np.uint8), np.asarray(m, np.uint8))
+                        for i, m in zip(images, masks, strict=True)]
+        frames.shapes = [m.shape for _, m in frames._data]
+        return frames
+
+    def __len__(self):
+        return len(self.pairs)
+
+    def _load(self, i):
+        pair = self.pairs[i]
+        image, mask = io.read_image(pair.image), io.read_mask(pair.mask, self.spec)
+        if image.shape[:2] != mask.shape:
+            raise DataError(f"{pair.image}: image size {image.shape[0]}x{image.shape[1]} != "
+                            f"mask size {mask.shape[0]}x{mask.shape[1]} ({pair.mask})")
+        return image, mask
+
+    def __getitem__(self, i):
+        return self._data[i] if self._data is not None else self._load(i)
+
+    @property
+    def nbytes(self):
+        return sum(a.nbytes + b.nbytes for a, b in self._data) if self._data else 0
+
+
+class PatchDataset(keras.utils.PyDataset):
+    """Batches `(x float32 (B, p, p, 3) in [0, 255], y uint8 (B, p, p)[, w float32 (B, p, p)])`.
+
+    Args:
+        pairs: list of readers.Pair (or a Frames object to share decoded frames).
+        spec: DatasetSpec (void value, number of classes).
+        batch_size, patch: batch size and patch side in pixels.
+        grid: (rows, cols) for the study's grid, or None for random crops.
+        augment: False, True (AugmentConfig defaults), a dict or an AugmentConfig.
+        shuffle: reshuffle patches every epoch (from (seed, epoch)).
+        seed: base seed of shuffling, crops and augmentation.
+        class_weights: (num_classes,) weights; adds per-pixel sample weights, void -> 0.
+        crops_per_image: random crops per frame and epoch (grid=None); default R*C=16.
+        indices: subset of patch indices to serve (see `split_patches`).
+        in_memory: decode all frames up front (True) or per batch (False).
+        **pydataset_kwargs: workers, use_multiprocessing, max_queue_size.
+    """
+
+    def __init__(self, pairs, spec, batch_size=16, patch=128, grid=(4, 4), augment=False,
+                 shuffle=False, seed=0, class_weights=None, crops_per_image=16,
+                 indices=None, in_memory=True, **pydataset_kwargs):
+        super().__init__(**pydataset_kwargs)
+        if int(batch_size) < 1 or int(patch) < 1:
+            raise ValueError(f"batch_size and patch must be >= 1. Received: "
+                             f"batch_size={batch_size}, patch={patch}")
+        self.frames = pairs if isinstance(pairs, Frames) else Frames(pairs, spec, in_memory)
+        self.spec, self.batch_size, self.patch = spec, int(batch_size), int(patch)
+        self.grid = tuple(int(g) for g in grid) if grid else None
+        self.per_image = self.grid[0] * self.grid[1] if self.grid else int(crops_per_image)
+        self.augment = AugmentConfig.coerce(augment)
+        self.shuffle, self.seed, self.epoch = bool(shuffle), int(seed), 0
+        total = len(self.frames) * self.per_image
+        self.indices = np.arange(total) if indices is None else np.asarray(indices, np.int64)
+        self.class_weights = None
+        if class_weights is not None:
+            cw = np.asarray(class_weights, np.float32)
+            if cw.shape != (spec.num_classes,):
+                raise ValueError(f"class_weights needs {spec.num_classes} values. "
+                                 f"Received shape {cw.shape}")
+            self.class_weights = np.zeros(256, np.float32)  # void and unknown -> 0
+            self.class_weights[:spec.num_classes] = cw
+        self._order = (None, None)
+
+    @property
+    def num_patches(self):
+        return len(self.indices)
+
+    def __len__(self):
+        return math.ceil(len(self.indices) / self.batch_size)
+
+    def set_epoch(self, epoch):
+        """Make batch content a function of (seed, epoch, index)."""
+        self.epoch = int(epoch)
+
+    def on_epoch_end(self):
+        self.epoch += 1
+
+    def order(self):
+        """The patch indices in this epoch's order."""
+        epoch, order = self._order
+        if epoch != self.epoch:
+            order = self.indices
+            if self.shuffle:
+                rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
+                order = order[rng.permutation(len(order))]
+            self._order = (self.epoch, order)  # one tuple: safe across worker threads
+        return order
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"batch {index} out of range ({len(self)} batches)")
+        ids = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
+        p = self.patch
+        x = np.empty((len(ids), p, p, 3), np.float32)
+        y = np.empty((len(ids), p, p), np.uint8)
+        for k, pid in enumerate(ids):
+            x[k], y[k] = self.patch_at(int(pid), rng)
+        if self.class_weights is None:
+            return x, y
+        return x, y, self.class_weights[y]
+
+    def patch_at(self, pid, rng):
+        """Patch `pid` (frame pid // per_image): float32 (p, p, 3), uint8 (p, p)."""
+        frame, cell = divmod(pid, self.per_image)
+        image, mask = self.frames[frame]
+        p, void = self.patch, self.spec.void
+        if self.grid:
+            y0, y1, x0, x1 = grid_cells(*mask.shape, self.grid)[cell]
+            img = resize_bilinear(image[y0:y1, x0:x1], (p, p))
+            msk = resize_nearest(mask[y0:y1, x0:x1], (p, p))
+        else:
+            img, msk = random_crop(image, mask, p, rng, void)
+        if self.augment is not None:
+            img, msk = augment_pair(img, msk, rng, self.augment, void)
+        return img, msk
+
+
+def random_crop(image, mask, p, rng, void):
+    """A p x p crop at a uniform position; frames smaller than p are padded (0 / void)."""
+    h, w = mask.shape
+    ph, pw = max(p - h, 0), max(p - w, 0)
+    if ph or pw:
+        mode = dict(mode="constant") if void is not None else dict(mode="edge")
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), **mode)
+        mask = np.pad(mask, ((0, ph), (0, pw)), **mode,
+                      **({"constant_values": void} if void is not None else {}))
+        h, w = mask.shape
+    y0, x0 = rng.integers(0, h - p + 1), rng.integers(0, w - p + 1)
+    return image[y0:y0 + p, x0:x0 + p].astype(np.float32), mask[y0:y0 + p, x0:x0 + p].copy()
+
+
+def split_patches(dataset, fraction=0.2, seed=0):
+    """The study's split: a seeded `fraction` of a PatchDataset's patches for validation.
+
+    Returns (train, val) PatchDatasets sharing the decoded frames; val has no
+    augmentation and no shuffling. Patches of one frame land on both sides, so
+    validation scores are optimistic: the honest default validates on val/ instead.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1). Received: fraction={fraction}")
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 8020]))
+    ids = dataset.indices[rng.permutation(len(dataset.indices))]
+    n_val = int(round(len(ids) * fraction))
+    common = dict(spec=dataset.spec, batch_size=dataset.batch_size, patch=dataset.patch,
+                  grid=dataset.grid, crops_per_image=dataset.per_image, seed=dataset.seed,
+                  workers=dataset.workers, use_multiprocessing=dataset.use_multiprocessing)
+    cw = dataset.class_weights[:dataset.spec.num_classes] if dataset.class_weights is not None else None
+    train = PatchDataset(dataset.frames, augment=dataset.augment or False, shuffle=dataset.shuffle,
+                         class_weights=cw, indices=np.sort(ids[n_val:]), **common)
+    val = PatchDataset(dataset.frames, augment=False, shuffle=False, class_weights=cw,
+                       indices=np.sort(ids[:n_val]), **common)
+    return train, val

@@ -1,0 +1,38 @@
+"""Segmentation metrics: one confusion matrix, every score derived from it.
+
+numpy (evaluation): `confusion_matrix`, `ConfusionAccumulator`, `scores`,
+`cross_entropy_sum`, `split_loss`. Keras (training logs, any backend):
+`kseg.metrics.keras_metrics` (imported lazily, so numpy-only users skip keras).
+Definitions: docs/metrics.md.
+"""
+
+from kseg.metrics.confusion import ConfusionAccumulator, confusion_matrix
+from kseg.metrics.loss import cross_entropy_sum, split_loss
+from kseg.metrics.scores import SCORE_NAMES, per_class_counts, scores, summary
+
+__all__ = [
+    "SCORE_NAMES",
+    "ConfusionAccumulator",
+    "confusion_matrix",
+    "cross_entropy_sum",
+    "per_class_counts",
+    "scores",
+    "split_loss",
+    "summary",
+    "training_metrics",
+    "segmentation_loss",
+]
+
+
+def training_metrics(num_classes, ignore_index=None):
+    """[PixelAccuracy, MeanIoU, SoftDice] for `model.compile` (see keras_metrics)."""
+    from kseg.metrics.keras_metrics import training_metrics as _training_metrics
+
+    return _training_metrics(num_classes, ignore_index)
+
+
+def segmentation_loss(ignore_index=None):
+    """Sparse categorical cross-entropy from logits, void ignored (see keras_metrics)."""
+    from kseg.metrics.keras_metrics import segmentation_loss as _segmentation_loss
+
+    return _segmentation_loss(ignore_index)

@@ -1,0 +1,67 @@
+"""Small blocks shared by the built-in networks: input, conv-BN-ReLU and the logits head.
+
+Only builtin keras layers are used anywhere in kseg's networks, so a saved `.keras`
+file loads in a bare `import keras` process with `safe_mode=True` and no custom objects.
+"""
+
+import keras
+from keras import layers
+
+from kseg.errors import KsegError
+
+ACTIVATIONS = (None, "softmax")
+
+
+def check_args(name, num_classes, input_shape, stride, activation):
+    """Validate the builder arguments every network shares; fail with one line."""
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise KsegError(f"{name}: num_classes must be a positive int. Received: {num_classes!r}")
+    if len(input_shape) != 3 or input_shape[-1] != 3:
+        raise KsegError(f"{name}: input_shape must be (H, W, 3). Received: {input_shape!r}")
+    for side in input_shape[:2]:
+        if side is not None and side % stride:
+            raise KsegError(
+                f"{name}: input sides must be multiples of {stride} (or None). "
+                f"Received: input_shape={tuple(input_shape)!r}"
+            )
+    if activation not in ACTIVATIONS:
+        raise KsegError(f"{name}: activation must be one of {ACTIVATIONS}. Received: {activation!r}")
+
+
+def image_input(input_shape):
+    """`(image, x)`: the float32 [0, 255] image input and its [-1, 1] rescaled tensor."""
+    image = keras.Input(shape=tuple(input_shape), name="image")  # (B, H, W, 3) in [0, 255]
+    # The Xception/"tf" convention, x/127.5 - 1; the models then take raw pixels.
+    x = layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(image)
+    return image, x
+
+
+def conv_bn_relu(x, filters, kernel_size, name, strides=1, dilation_rate=1, relu=True):
+    """Conv (no bias: BN's beta replaces it) + BN [+ ReLU], named `{name}_conv/_bn/_relu`."""
+    x = layers.Conv2D(
+        filters,
+        kernel_size,
+        strides=strides,
+        dilation_rate=dilation_rate,
+        padding="same",
+        use_bias=False,
+        name=f"{name}_conv",
+    )(x)
+    x = layers.BatchNormalization(epsilon=1.001e-5, name=f"{name}_bn")(x)
+    return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
+
+
+def segmentation_head(x, num_classes, activation=None, upsample=1):
+    """1x1 conv `segmentation_output` -> logits; optional bilinear upsample and softmax.
+
+    Every layer from here on is float32 so logits stay float32 under mixed precision.
+    """
+    x = layers.Conv2D(num_classes, 1, name="segmentation_output", dtype="float32")(x)
+    if upsample > 1:
+        # Upsampling K-channel logits is far cheaper than upsampling 256-channel features.
+        x = layers.UpSampling2D(
+            upsample, interpolation="bilinear", name="segmentation_upsample", dtype="float32"
+        )(x)
+    if activation is not None:
+        x = layers.Activation(activation, name="probabilities", dtype="float32")(x)
+    return x

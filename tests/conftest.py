@@ -1,0 +1,32 @@
+"""Generic fixtures shared by kseg's test files."""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+
+def _run_python(code, backend="tensorflow", env=None, timeout=300):
+    """Run `code` in a fresh Python process with KERAS_BACKEND=`backend`; return its stdout.
+
+    Fails the test with the process's stderr if it exits non-zero.
+    """
+    full_env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+    )
+    if proc.returncode != 0:
+        pytest.fail(f"subprocess ({backend}) exited {proc.returncode}:\n{proc.stderr[-4000:]}")
+    return proc.stdout
+
+
+@pytest.fixture(scope="session")
+def run_python():
+    """`run_python(code, backend="tensorflow", env=None, timeout=300) -> stdout`."""
+    return _run_python
