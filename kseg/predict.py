@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from kseg.data.io import IMAGE_SUFFIXES
 from kseg.errors import KsegError
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 OVERLAY_ALPHA = 0.5  # weight of the colour mask in an overlay
 
 
