@@ -1,0 +1,193 @@
+"""`kseg fit` end to end on a tiny model and 64x64 synthetic scenes (CPU, seconds each)."""
+
+import csv
+import json
+import math
+import re
+
+import keras
+import kseg_tiny
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kseg.cli import main
+from kseg.runs import HISTORY_COLUMNS, RunDir, find_runs
+
+TINY = kseg_tiny.NAME
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from kseg.data import synth
+
+    root = tmp_path_factory.mktemp("data")
+    synth.write_synthetic(root, n_train=2, n_val=1, n_test=1, size=(64, 64))
+    return root
+
+
+def fit(data_dir, runs, *args, arch=TINY):
+    """Run `kseg fit` in-process with the tiny settings; returns click's Result."""
+    argv = [
+        "fit",
+        arch,
+        "--data",
+        str(data_dir),
+        "--runs",
+        str(runs),
+        "--patch",
+        "32",
+        "--grid",
+        "2x2",
+        "--batch-size",
+        "2",
+        *args,
+    ]
+    return CliRunner().invoke(main, argv, catch_exceptions=False)
+
+
+def read_history(run):
+    with open(run.history_path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir, tmp_path_factory):
+    """One 2-epoch run (seed 1), shared by the tests that only read it."""
+    runs = tmp_path_factory.mktemp("runs")
+    result = fit(data_dir, runs, "--epochs", "2", "--seed", "1")
+    assert result.exit_code == 0, result.output
+    return RunDir(runs / TINY), result.output
+
+
+def test_fit_writes_a_complete_run_directory(data_dir, trained):
+    run, out = trained
+    names = {p.name for p in run.path.iterdir() if not p.name.startswith(".")}
+    assert names == {"config.json", "env.json", "history.csv", "best.keras", "last.keras", "state.json"}
+    assert "epoch 2/2" in out  # plain progress lines: CliRunner is not a terminal
+
+    rows = read_history(run)
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert tuple(rows[0]) == HISTORY_COLUMNS
+    assert all(math.isfinite(float(r[k])) for r in rows for k in HISTORY_COLUMNS)
+    assert float(rows[0]["lr"]) == pytest.approx(1e-3)
+
+    config = json.loads(run.config_path.read_text())
+    expected = {
+        "arch": TINY,
+        "epochs": 2,
+        "batch_size": 2,
+        "lr": 1e-3,
+        "patch": 32,
+        "grid": [2, 2],
+        "seed": 1,
+        "split": "val",
+        "stride": 4,
+        "monitor": "val_accuracy",
+        "monitor_mode": "max",
+        "data": str(data_dir.resolve()),
+        "model_kwargs": {},
+        "precision": "float32",
+    }
+    assert {k: config[k] for k in expected} == expected
+    assert run.spec.num_classes == 11 and run.spec.void == 11
+
+    env = run.env
+    assert env["backend"] == keras.backend.backend() and env["keras"] == keras.__version__
+    assert env["data_fingerprint"]["files"] == 6  # 2 train + 1 val images and masks
+
+    state = run.state
+    val_acc = [float(r["val_accuracy"]) for r in rows]
+    assert state["status"] == "finished" and state["epoch"] == 2
+    assert state["best_value"] == pytest.approx(max(val_acc))
+    assert state["best_epoch"] == 1 + int(np.argmax(val_acc))
+    assert state["train_seconds"] == pytest.approx(sum(float(r["seconds"]) for r in rows), abs=0.01)
+
+    model = run.load_model("best")
+    assert model.name == TINY
+    assert model.predict(np.zeros((1, 32, 32, 3), "float32"), verbose=0).shape == (1, 32, 32, 11)
+    assert TINY in [r.name for r in find_runs(run.path.parent)]
+
+
+def test_same_seed_gives_the_same_history(data_dir, trained):
+    runs = trained[0].path.parent
+    assert fit(data_dir, runs, "--epochs", "2", "--seed", "1", "--name", "again").exit_code == 0
+    a, b = trained[0].history(), RunDir(runs / "again").history()
+    metrics = [k for k in HISTORY_COLUMNS if k != "seconds"]
+    assert [[r[k] for k in metrics] for r in a] == [[r[k] for k in metrics] for r in b]
+
+
+def test_wrong_monitor_fails_at_start_naming_the_choices(data_dir, tmp_path):
+    result = fit(data_dir, tmp_path, "--monitor", "val_acc")
+    assert result.exit_code == 1
+    assert "'val_acc'" in result.output and "val_accuracy" in result.output and "val_miou" in result.output
+    assert not (tmp_path / TINY / "state.json").exists()
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
+    assert fit(data_dir, tmp_path, "--epochs", "1").exit_code == 0
+    again = fit(data_dir, tmp_path, "--epochs", "1")
+    assert again.exit_code == 1 and "already finished 1 epochs" in again.output and "--name" in again.output
+    changed = fit(data_dir, tmp_path, "--epochs", "2", "--seed", "9")
+    assert changed.exit_code == 1 and "seed=0" in changed.output
+    run = RunDir(tmp_path / TINY)
+    best, last = run.best_path.read_bytes(), run.last_path.read_bytes()
+
+    # Extending the finished run with a new rate. Adam moves every weight by about lr
+    # per step: at 1e12 the logits overflow at once.
+    result = fit(data_dir, tmp_path, "--epochs", "3", "--lr", "1e12")
+    assert result.exit_code == 1
+    assert re.search(r"training loss became (nan|inf) at epoch 2", result.output)
+    assert "checkpoints of epoch 1 are kept" in result.output
+    assert run.best_path.read_bytes() == best and run.last_path.read_bytes() == last
+    assert run.state["status"] == "failed" and run.state["epoch"] == 1
+    assert [r["epoch"] for r in run.history()] == [1]
+
+    refused = fit(data_dir, tmp_path, "--epochs", "3")
+    assert refused.exit_code == 1 and "--resume" in refused.output
+    fixed = fit(data_dir, tmp_path, "--epochs", "2", "--resume", "--lr", "1e-3")
+    assert fixed.exit_code == 0, fixed.output
+    assert [r["epoch"] for r in run.history()] == [1, 2]
+    assert run.state["epochs"] == 2 and run.config["epochs"] == 2 and run.config["lr"] == 1e-3
+    assert run.state["lr_changes"] == [{"epoch": 2, "lr": 1e12}, {"epoch": 2, "lr": 1e-3}]
+
+
+def test_checkpoint_of_another_model_is_rejected(data_dir, tmp_path, trained):
+    other = tmp_path / "five_classes.keras"
+    kseg_tiny.tiny_test(num_classes=5, input_shape=(None, None, 3)).save(other)
+    result = fit(data_dir, tmp_path, "--epochs", "1", "--init-from", str(other))
+    assert result.exit_code == 1 and "5 classes" in result.output and "11" in result.output
+
+    base = trained[0].path
+    wide = fit(
+        data_dir,
+        tmp_path,
+        "--epochs",
+        "1",
+        "--init-from",
+        str(base),
+        "--model-arg",
+        "width=16",
+        "--name",
+        "wide",
+    )
+    assert wide.exit_code == 1 and "layers differ" in wide.output
+    ok = fit(data_dir, tmp_path, "--epochs", "1", "--init-from", str(base), "--name", "warm", "--seed", "1")
+    assert ok.exit_code == 0, ok.output
+    # Warm-started from epoch 2 of run a: its first loss is below a's first.
+    assert RunDir(tmp_path / "warm").history()[0]["loss"] < trained[0].history()[0]["loss"]
+
+    arch = fit(data_dir, base.parent, "--name", TINY, arch=kseg_tiny.OTHER)
+    assert arch.exit_code == 1 and f"holds a '{TINY}' run" in arch.output
+
+
+def test_fit_all_trains_each_registered_model_and_skips_finished(data_dir, trained, monkeypatch):
+    from kseg import registry
+
+    runs = trained[0].path.parent  # tiny_test already finished 2 epochs there
+    monkeypatch.setattr(registry, "list_models", lambda pattern="*": [TINY, kseg_tiny.OTHER])
+    result = fit(data_dir, runs, "--epochs", "2", "--seed", "1", arch="--all")
+    assert result.exit_code == 0, result.output
+    assert f"{TINY}: " in result.output and "skipped" in result.output
+    other = RunDir(runs / kseg_tiny.OTHER)
+    assert other.config["arch"] == kseg_tiny.OTHER and other.state["epoch"] == 2
