@@ -22,6 +22,7 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal mode
     try:
         yield Path(tmp)
         _fsync(tmp)
@@ -48,6 +49,12 @@ def _default(value):
     if hasattr(value, "tolist"):
         return value.tolist()
     return str(value)
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _fsync(path):

@@ -30,3 +30,18 @@ def _run_python(code, backend="tensorflow", env=None, timeout=300):
 def run_python():
     """`run_python(code, backend="tensorflow", env=None, timeout=300) -> stdout`."""
     return _run_python
+
+
+# CamVid in the SegNet layout, beside the repository (../shared/camvid) or at $KSEG_CAMVID.
+CAMVID_DIR = os.environ.get("KSEG_CAMVID") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "camvid")
+
+
+@pytest.fixture(scope="session")
+def camvid_dir():
+    """The CamVid root; skips the test, with the reason, where it is absent."""
+    from pathlib import Path
+
+    root = Path(CAMVID_DIR).resolve()
+    if not (root / "train").is_dir():
+        pytest.skip(f"CamVid not found at {root} (set $KSEG_CAMVID to a SegNet-layout CamVid)")
+    return root

@@ -191,3 +191,22 @@ def test_fit_all_trains_each_registered_model_and_skips_finished(data_dir, train
     assert f"{TINY}: " in result.output and "skipped" in result.output
     other = RunDir(runs / kseg_tiny.OTHER)
     assert other.config["arch"] == kseg_tiny.OTHER and other.state["epoch"] == 2
+
+
+@pytest.mark.parametrize(
+    "options, config_key, expected",
+    [
+        (["--split", "80/20"], "split", "80/20"),
+        (["--class-weights"], "class_weights", True),
+        (["--augment"], "augment", True),
+        (["--crops"], "grid", None),
+    ],
+)
+def test_study_options_train_and_are_recorded(data_dir, tmp_path, options, config_key, expected):
+    result = fit(data_dir, tmp_path, "--epochs", "1", *options)
+    assert result.exit_code == 0, result.output
+    run = RunDir(tmp_path / TINY)
+    assert run.config[config_key] == expected
+    (row,) = read_history(run)
+    assert all(math.isfinite(float(row[k])) for k in ("loss", "accuracy", "val_loss", "val_accuracy"))
+    assert run.state["status"] == "finished"

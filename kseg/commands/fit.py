@@ -31,7 +31,7 @@ FIELD = {"model_args": "model_kwargs", "crops": "grid"}
     default="val",
     show_default=True,
     type=click.Choice(["val", "80/20"]),
-    help="Validate on val/, or on a seeded 20 %% of the training patches (the study's).",
+    help="Validate on val/, or on a seeded 20% of the training patches (the study's).",
 )
 @click.option("--class-weights", is_flag=True, help="Weight the loss by median frequency balancing.")
 @click.option("--augment", is_flag=True, help="Random flips, shifts, rotations and scaling.")
