@@ -1,0 +1,182 @@
+"""kseg.flops by hand, and a tiny smoke run of every `kseg bench` code path (no timings)."""
+
+import json
+
+import kseg_tiny
+import pytest
+from click.testing import CliRunner
+
+
+def _toy():
+    import keras
+
+    inputs = keras.Input((None, None, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same", name="c1")(inputs)
+    x = keras.layers.Conv2D(16, 3, strides=2, padding="same", dilation_rate=1, name="c2")(x)
+    x = keras.layers.SeparableConv2D(16, 3, padding="same", name="sep")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", dilation_rate=2, name="dw")(x)
+    x = keras.layers.BatchNormalization(name="bn")(x)  # not counted: memory-bound
+    x = keras.layers.Conv2DTranspose(4, 2, strides=2, name="up")(x)
+    x = keras.layers.Dense(5, name="fc")(x)
+    return keras.Model(inputs, x)
+
+
+def test_layer_flops_by_hand():
+    from kseg.flops import forward_flops, layer_flops
+
+    rows = {r["name"]: r for r in layer_flops(_toy(), (8, 8, 3))}
+    # One multiply-add = 2 FLOPs. On an 8x8x3 input:
+    expected = {
+        "c1": 2 * 8 * 8 * 8 * (9 * 3),  # 8x8 outputs x 8 channels, each a 3x3x3 dot product
+        "c2": 2 * 4 * 4 * 16 * (9 * 8),  # stride 2: 4x4 outputs, 3x3x8 products
+        "sep": 2 * 4 * 4 * 16 * (9 + 16),  # depthwise 3x3 on 16 channels, then 1x1 16 -> 16
+        "dw": 2 * 4 * 4 * 16 * 9,  # dilation changes which pixels are read, not how many
+        "up": 2 * 4 * 4 * 16 * (2 * 2 * 4),  # each input pixel scattered through a 2x2x4 kernel
+        "fc": 2 * 8 * 8 * 5 * 4,
+    }
+    assert {k: r["flops"] for k, r in rows.items()} == expected
+    assert rows["up"]["output_shape"] == (8, 8, 4)
+    assert forward_flops(_toy(), (8, 8, 3)) == sum(expected.values())
+    # Sizes scale the count: twice the side, four times the FLOPs.
+    assert forward_flops(_toy(), (16, 16, 3)) == 4 * sum(expected.values())
+
+
+def test_flops_walk_nested_and_sequential():
+    import keras
+
+    from kseg.flops import layer_flops
+
+    conv = keras.layers.Conv2D(4, 3, padding="same", name="sc")
+    inner = keras.Sequential([keras.Input((None, None, 3)), conv], name="backbone")
+    inputs = keras.Input((None, None, 3))
+    outputs = keras.layers.Conv2D(2, 1, name="head")(inner(inputs))
+    rows = layer_flops(keras.Model(inputs, outputs), (8, 8, 3))
+    expected = [("backbone/sc", 2 * 64 * 4 * 27), ("head", 2 * 64 * 2 * 4)]
+    assert [(r["name"], r["flops"]) for r in rows] == expected
+
+
+def test_targets_from_results():
+    from kseg import benchsuite
+
+    runs = [
+        {"section": "ceiling", "label": "tensorflow", "backend": "tensorflow",
+         "result": {"gflops": 40.0, "seconds_per_step": 1.0}},
+        {"section": "ceiling", "label": "jax", "backend": "jax",
+         "result": {"gflops": 10.0, "seconds_per_step": 4.0}},
+        {"section": "network", "label": "a", "backend": "tensorflow",
+         "result": {"arch": "a", "flops_per_patch": 1e9, "train_patches_per_s": 4.0, "train_gflops": 12.0,
+                    "predict_patches_per_s": 12.0, "predict_gflops": 12.0, "frame_speedup": 3.5,
+                    "peak_rss_mb": 900.0}},
+        {"section": "network", "label": "b", "backend": "tensorflow",
+         "result": {"arch": "b", "flops_per_patch": 1e9, "train_patches_per_s": 8.0, "train_gflops": 24.0,
+                    "predict_patches_per_s": 24.0, "predict_gflops": 24.0, "peak_rss_mb": 900.0}},
+        {"section": "pipeline", "label": "synthetic", "backend": "tensorflow",
+         "result": {"patches_per_second": 100.0}},
+        {"section": "fit_memory", "label": "a", "backend": "tensorflow",
+         "result": {"arch": "a", "dataset": "camvid", "peak_rss_mb": 2100.0}},
+        {"section": "variant", "label": "a", "backend": "torch", "result": {"error": "exit 1: boom"}},
+    ]
+    results = benchsuite.summarize({"runs": runs})
+    assert results["ceiling_gflops"] == 40.0  # the fastest backend's convolution
+    met = {t["target"]: (t["measured"], t["met"]) for t in results["targets"]}
+    # a trains at 12/40 = 30 % of the ceiling, b at 24/40 = 60 %.
+    assert met["training at >= 50% of the conv ceiling (a)"] == (pytest.approx(0.3), False)
+    assert met["training at >= 50% of the conv ceiling (b)"] == (pytest.approx(0.6), True)
+    # The pipeline is compared with the faster network: 100 / 8 = 12.5x < 20x.
+    assert met["data pipeline >= 20x training throughput"] == (pytest.approx(12.5), False)
+    assert met["full frame >= 3x faster than the 4x4 patch grid (a)"] == (3.5, True)
+    assert met["kseg fit a peak memory <= 2 GB (camvid)"] == (2100.0, False)
+    titles = [t[0] for t in benchsuite.tables(results)]
+    assert titles[-1] == "Failed measurements" and "Targets" in titles
+
+
+def test_plan_quick_and_full():
+    from kseg import benchsuite
+
+    quick = benchsuite.plan(["unet"], quick=True, backends=["tensorflow", "jax"])
+    assert [(s, b) for s, _, b, _ in quick] == [
+        ("ceiling", "tensorflow"), ("ceiling", "jax"), ("network", "tensorflow"), ("variant", "jax"),
+        ("pipeline", "tensorflow"), ("fit_memory", "tensorflow")]
+    assert all(t["steps"] == 2 for s, _, _, t in quick if s in ("ceiling", "network", "variant"))
+    full = benchsuite.plan(["unet", "deeplabv3"], backends=["tensorflow"], fit_arch=None)
+    labels = [b for s, _, b, _ in full if s == "variant"]
+    assert labels.count("tensorflow xla") == 2 and "tensorflow mixed_bfloat16" in labels
+    assert not any(s == "fit_memory" for s, *_ in full)
+
+
+@pytest.mark.slow
+def test_bench_cli_smoke(tmp_path, monkeypatch):
+    """`kseg bench` end to end on the tiny model: ceiling, network, frames, pipeline."""
+    from kseg.cli import main
+    from kseg.data.synth import write_synthetic
+
+    data = tmp_path / "data"
+    write_synthetic(data, n_train=2, n_val=1, n_test=1, size=(64, 64))
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(kseg_tiny.__file__).parent))
+    monkeypatch.setenv("PYTHONPATH", str(__import__("pathlib").Path(kseg_tiny.__file__).parent))
+    out = tmp_path / "bench.json"
+    args = ["bench", kseg_tiny.NAME, "--quick", "--backends", "tensorflow", "--fit-arch", "", "--steps", "1",
+            "--patch", "16", "--batch-size", "2", "--ceiling-shape", "2,8,8,16", "--data", str(data),
+            "--json", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    runs = {r["section"]: r["result"] for r in doc["runs"]}
+    assert set(runs) == {"ceiling", "network", "pipeline"}
+    assert not [r for r in runs.values() if "error" in r], runs
+    net = runs["network"]
+    # tiny_test: two 3x3 convs 3->8, 8->8 and a 1x1 head to CamVid's 11 classes, on 16x16.
+    assert net["flops_per_patch"] == 2 * 16 * 16 * (9 * 3 * 8 + 9 * 8 * 8 + 8 * 11)
+    assert net["padded_frame"] == [360, 480]  # stride 4 divides both sides
+    for key in ("train_patches_per_s", "predict_patches_per_s", "frame_fps", "grid_fps", "peak_rss_mb"):
+        assert net[key] > 0
+    assert runs["pipeline"]["patches"] == 2 * 16  # 2 frames x a 4x4 grid
+    assert "Targets" in result.output
+
+
+@pytest.mark.parametrize("rate,size", [(2, 7), (3, 4), (5, 4), (2, 1)])
+def test_atrous_conv_equals_dilated_conv2d(rate, size, tmp_path):
+    # rate >= size: every off-centre tap reads padding only, and is skipped.
+    import keras
+    import numpy as np
+
+    from kseg.atrous import AtrousConv2D
+
+    x = np.random.default_rng(0).standard_normal((2, size, size + 1, 3)).astype("float32")
+    ref = keras.layers.Conv2D(4, 3, padding="same", dilation_rate=rate)
+    fast = AtrousConv2D(4, 3, dilation_rate=rate)
+    ref.build(x.shape)
+    fast.build(x.shape)
+    fast.set_weights(ref.get_weights())
+    np.testing.assert_allclose(fast(x), ref(x), atol=1e-5)
+    # In a model with unknown H, W, as the networks are built; and saved and loaded.
+    inputs = keras.Input((None, None, 3))
+    model = keras.Model(inputs, AtrousConv2D(4, 3, dilation_rate=rate, name="aspp")(inputs))
+    model.get_layer("aspp").set_weights(ref.get_weights())
+    np.testing.assert_allclose(model.predict_on_batch(x), ref(x), atol=1e-5)
+    model.save(tmp_path / "m.keras")
+    loaded = keras.saving.load_model(tmp_path / "m.keras")
+    np.testing.assert_allclose(loaded.predict_on_batch(x), ref(x), atol=1e-5)
+
+
+def test_atrous_conv_gradients_match():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from kseg.atrous import AtrousConv2D
+
+    x = tf.constant(np.random.default_rng(1).standard_normal((2, 6, 5, 3)).astype("float32"))
+    ref = keras.layers.Conv2D(2, 3, padding="same", dilation_rate=4)
+    fast = AtrousConv2D(2, 3, dilation_rate=4)
+    ref.build(x.shape)
+    fast.build(x.shape)
+    fast.set_weights(ref.get_weights())
+    grads = []
+    for layer in (ref, fast):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x) ** 2)
+        grads.append(tape.gradient(loss, [x, *layer.trainable_weights]))
+    for a, b in zip(*grads, strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4)
