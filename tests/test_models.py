@@ -237,6 +237,26 @@ def test_deeplabv3_parameter_count_by_hand():
     head = 256 * 12 + 12
     assert kseg.model_info("deeplabv3")["params"] == 20_861_480 + aspp + projection + head
     model = kseg.create_model("deeplabv3", output_stride=8, num_classes=NUM_CLASSES)
-    rates = [model.get_layer(f"aspp_atrous{i}_conv").dilation_rate[0] for i in (1, 2, 3)]
+    rates = [model.get_layer(f"aspp_atrous{i}_pad").padding[0][0] for i in (1, 2, 3)]
     assert rates == [12, 24, 36]
+    # The top-right tap reads x shifted by (-r, +r): crop 0 rows above, 2r below, 2r left.
+    assert model.get_layer("aspp_atrous3_tap02").cropping == ((0, 72), (72, 0))
     assert model.layers[-1].name == "segmentation_upsample" and model.layers[-1].size == (8, 8)
+
+
+@pytest.mark.parametrize("rate,size", [(2, (7, 5)), (3, (4, 4)), (18, (8, 8)), (6, (1, 3))])
+def test_atrous_taps_equal_a_dilated_conv2d(rate, size):
+    # rate >= size: every off-centre tap reads padding only, as in ASPP on small patches.
+    from kseg.models.layers import atrous_conv_bn_relu
+
+    x = np.random.default_rng(rate).standard_normal((2, *size, 5)).astype("float32")
+    inputs = keras.Input((None, None, 5))
+    taps = keras.Model(inputs, atrous_conv_bn_relu(inputs, 4, rate, "a"))
+    kernel = np.random.default_rng(0).standard_normal((3, 3, 5, 4)).astype("float32")
+    taps.get_layer("a_conv").set_weights([kernel.reshape(1, 1, 45, 4)])
+    dilated = keras.layers.Conv2D(4, 3, padding="same", dilation_rate=rate, use_bias=False)
+    dilated.build(x.shape)
+    dilated.set_weights([kernel])
+    bn_relu = keras.Sequential([keras.layers.BatchNormalization(epsilon=1.001e-5), keras.layers.ReLU()])
+    expected = bn_relu(dilated(x), training=False)
+    np.testing.assert_allclose(taps.predict_on_batch(x), expected, atol=1e-4)

@@ -31,7 +31,18 @@ def pad_to_stride(image, stride, mode="reflect"):
 
 
 def _predict(model, x):
-    return np.asarray(model.predict_on_batch(np.asarray(x, np.float32)), np.float32)
+    """float32 logits of a (B, H, W, 3) batch.
+
+    On TensorFlow the model is called eagerly: Keras 3.15's bilinear UpSampling2D
+    breaks in a graph that predict_on_batch retraces for a second input size (it
+    compares a symbolic size with 0 in Python), and eager calls see concrete shapes.
+    """
+    import keras
+
+    x = np.asarray(x, np.float32)
+    if keras.backend.backend() == "tensorflow":
+        return np.asarray(model(x, training=False), np.float32)
+    return np.asarray(model.predict_on_batch(x), np.float32)
 
 
 def iter_frame_logits(model, images, stride, batch_size=1, pad_mode="reflect"):

@@ -11,7 +11,7 @@ import keras
 from keras import layers
 
 from kseg.errors import KsegError
-from kseg.models.layers import check_args, conv_bn_relu, image_input, segmentation_head
+from kseg.models.layers import atrous_conv_bn_relu, check_args, conv_bn_relu, image_input, segmentation_head
 from kseg.models.xception import OUTPUT_STRIDES, load_xception_weights, xception_backbone
 from kseg.registry import register_model
 
@@ -31,7 +31,7 @@ def aspp(x, rates, filters=256, name="aspp"):
     """
     branches = [conv_bn_relu(x, filters, 1, f"{name}_1x1")]  # (B, h, w, f)
     for i, rate in enumerate(rates, 1):
-        branches.append(conv_bn_relu(x, filters, 3, f"{name}_atrous{i}", dilation_rate=rate))
+        branches.append(atrous_conv_bn_relu(x, filters, rate, f"{name}_atrous{i}"))
     pooled = layers.GlobalAveragePooling2D(keepdims=True, name=f"{name}_image_pool")(x)
     pooled = conv_bn_relu(pooled, filters, 1, f"{name}_image")  # (B, 1, 1, f)
     x = layers.Concatenate(name=f"{name}_concat")(branches)  # (B, h, w, 4f)
