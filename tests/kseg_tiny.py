@@ -19,7 +19,7 @@ def _tiny(name, num_classes, input_shape, width, activation):
     x = keras.layers.Conv2D(width, 3, padding="same", activation="relu", name="conv2")(x)
     x = keras.layers.Conv2D(num_classes, 1, dtype="float32", name="segmentation_output")(x)  # logits
     if activation == "softmax":
-        x = keras.layers.Softmax(name="probabilities")(x)
+        x = keras.layers.Softmax(name="probabilities", dtype="float32")(x)
     return keras.Model(inputs, x, name=name)
 
 
