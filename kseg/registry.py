@@ -82,7 +82,7 @@ def load_plugins():
         except Exception as exc:  # a broken plugin must not take the others down
             reason = f"{type(exc).__name__}: {exc}".splitlines()[0]
             _LOAD_ERRORS[ep.name] = f"{dist}: {reason}"
-            warnings.warn(f"kseg plugin {ep.name!r} ({dist}) failed to load: {reason}")
+            warnings.warn(f"kseg plugin {ep.name!r} ({dist}) failed to load: {reason}", stacklevel=2)
         finally:
             _current_source = "builtin"
 

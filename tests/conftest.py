@@ -33,7 +33,9 @@ def run_python():
 
 
 # CamVid in the SegNet layout, beside the repository (../shared/camvid) or at $KSEG_CAMVID.
-CAMVID_DIR = os.environ.get("KSEG_CAMVID") or os.path.join(os.path.dirname(__file__), "..", "..", "shared", "camvid")
+CAMVID_DIR = os.environ.get("KSEG_CAMVID") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "shared", "camvid"
+)
 
 
 @pytest.fixture(scope="session")

@@ -33,8 +33,25 @@ def test_unet_one_epoch_on_camvid_then_eval_on_val(camvid_dir, tmp_path):
     data = camvid_subset(camvid_dir, tmp_path / "camvid")
     runs = tmp_path / "runs"
     cli = CliRunner()
-    fit = cli.invoke(main, ["fit", "unet", "--data", str(data), "--runs", str(runs), "--epochs", "1",
-                            "--patch", "64", "--grid", "2x2", "--batch-size", "8"])
+    fit = cli.invoke(
+        main,
+        [
+            "fit",
+            "unet",
+            "--data",
+            str(data),
+            "--runs",
+            str(runs),
+            "--epochs",
+            "1",
+            "--patch",
+            "64",
+            "--grid",
+            "2x2",
+            "--batch-size",
+            "8",
+        ],
+    )
     assert fit.exit_code == 0, fit.output
     run = RunDir(runs / "unet")
     assert run.config["spec"]["classes"] == list(CAMVID.classes)

@@ -16,8 +16,19 @@ PLUGIN = ROOT / "examples" / "kseg-fcn"
 def plugin_site(tmp_path_factory):
     """pip-install the example plugin into a private folder and return its PYTHONPATH env."""
     target = tmp_path_factory.mktemp("site")
-    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-           "--no-index", "--target", str(target), str(PLUGIN)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "-q",
+        "--no-deps",
+        "--no-build-isolation",
+        "--no-index",
+        "--target",
+        str(target),
+        str(PLUGIN),
+    ]
     build = tmp_path_factory.mktemp("build")
     subprocess.run(cmd, check=True, capture_output=True, cwd=build, timeout=300)
     assert list(target.glob("kseg_fcn-*.dist-info/entry_points.txt")), "pip installed no entry points"
@@ -26,8 +37,9 @@ def plugin_site(tmp_path_factory):
 
 
 def kseg_cli(env, *args, cwd):
-    return subprocess.run([sys.executable, "-m", "kseg", *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "kseg", *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=600
+    )
 
 
 def test_plugin_appears_in_kseg_models(plugin_site, tmp_path):
@@ -43,9 +55,24 @@ def test_plugin_trains_with_kseg_fit(plugin_site, tmp_path):
 
     data = tmp_path / "data"
     write_synthetic(data, n_train=1, n_val=1, n_test=0, size=(64, 64), seed=0)
-    done = kseg_cli(plugin_site, "fit", "fcn", "--data", str(data), "--epochs", "1",
-                    "--batch-size", "1", "--patch", "64", "--grid", "1x1",
-                    "--runs", str(tmp_path / "runs"), cwd=tmp_path)
+    done = kseg_cli(
+        plugin_site,
+        "fit",
+        "fcn",
+        "--data",
+        str(data),
+        "--epochs",
+        "1",
+        "--batch-size",
+        "1",
+        "--patch",
+        "64",
+        "--grid",
+        "1x1",
+        "--runs",
+        str(tmp_path / "runs"),
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     run = tmp_path / "runs" / "fcn"
     assert json.loads((run / "config.json").read_text())["arch"] == "fcn"

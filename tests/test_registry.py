@@ -65,7 +65,10 @@ def test_broken_plugin_is_reported_by_name_and_others_still_load(monkeypatch, sc
     def broken():
         raise ImportError("needs a package that is not installed")
 
-    eps = [FakeEntryPoint("bad", "bad_mod", "kseg-bad", broken), FakeEntryPoint("good", "good_mod", "kseg-good", good)]
+    eps = [
+        FakeEntryPoint("bad", "bad_mod", "kseg-bad", broken),
+        FakeEntryPoint("good", "good_mod", "kseg-good", good),
+    ]
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
     with pytest.warns(UserWarning, match="'bad' \\(kseg-bad\\) failed to load"):
         assert kseg.list_models() == ["good_net"]

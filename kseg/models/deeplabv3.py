@@ -11,7 +11,14 @@ import keras
 from keras import layers
 
 from kseg.errors import KsegError
-from kseg.models.layers import atrous_conv_bn_relu, check_args, conv_bn_relu, image_input, segmentation_head
+from kseg.models.layers import (
+    atrous_conv_bn_relu,
+    batch_norm,
+    check_args,
+    conv_bn_relu,
+    image_input,
+    segmentation_head,
+)
 from kseg.models.xception import OUTPUT_STRIDES, load_xception_weights, xception_backbone
 from kseg.registry import register_model
 
@@ -38,7 +45,7 @@ def aspp(x, rates, filters=256, name="aspp"):
     x = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project_conv")(x)
     pooled = layers.Conv2D(filters, 1, use_bias=False, name=f"{name}_project_image_conv")(pooled)
     x = layers.Add(name=f"{name}_project_add")([x, pooled])  # broadcast over (h, w)
-    x = layers.BatchNormalization(name=f"{name}_project_bn")(x)
+    x = batch_norm(f"{name}_project_bn")(x)
     return layers.Activation("relu", name=f"{name}_project_relu")(x)  # (B, h, w, f)
 
 

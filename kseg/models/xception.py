@@ -17,6 +17,7 @@ import keras
 from keras import layers
 
 from kseg.errors import KsegError
+from kseg.models.layers import batch_norm
 
 # (block, filters of its separable convs, shortcut). Entry-flow blocks 2-4 and exit
 # block 13 end in a strided max-pool with a 1x1 conv shortcut; middle-flow blocks 5-12
@@ -40,7 +41,7 @@ def xception_block(x, filters, name, shortcut, stride=1, dilation=1, first_relu=
             filters[-1], 1, strides=stride, padding="same", use_bias=False, name=f"{name}_residual_conv"
         )
         residual = conv(x)  # (B, h/stride, w/stride, filters[-1])
-        residual = layers.BatchNormalization(name=f"{name}_residual_bn")(residual)
+        residual = batch_norm(f"{name}_residual_bn")(residual)
     for i, f in enumerate(filters, 1):
         prefix = f"{name}_sepconv{i}"
         if shortcut is not None and (i > 1 or first_relu):
@@ -49,7 +50,7 @@ def xception_block(x, filters, name, shortcut, stride=1, dilation=1, first_relu=
             f, 3, padding="same", dilation_rate=dilation, use_bias=False, name=prefix
         )
         x = sepconv(x)
-        x = layers.BatchNormalization(name=f"{prefix}_bn")(x)
+        x = batch_norm(f"{prefix}_bn")(x)
         if shortcut is None:
             x = layers.Activation("relu", name=f"{prefix}_act")(x)
     if shortcut == "conv":
@@ -62,10 +63,10 @@ def xception_backbone(x, output_stride=16):
     if output_stride not in OUTPUT_STRIDES:
         raise KsegError(f"output_stride must be one of {OUTPUT_STRIDES}. Received: {output_stride!r}")
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="block1_conv1")(x)
-    x = layers.BatchNormalization(name="block1_conv1_bn")(x)
+    x = batch_norm("block1_conv1_bn")(x)
     x = layers.Activation("relu", name="block1_conv1_act")(x)  # (B, H/2, W/2, 32)
     x = layers.Conv2D(64, 3, padding="same", use_bias=False, name="block1_conv2")(x)
-    x = layers.BatchNormalization(name="block1_conv2_bn")(x)
+    x = batch_norm("block1_conv2_bn")(x)
     x = layers.Activation("relu", name="block1_conv2_act")(x)  # (B, H/2, W/2, 64)
     current, dilation = 2, 1  # stride reached so far; dilation of the next convs
     for n, filters, shortcut in ENTRY_FLOW + MIDDLE_FLOW + EXIT_FLOW:

@@ -38,14 +38,18 @@ def fcn(num_classes=12, input_shape=(None, None, 3), width=32, activation=None, 
         x = conv_stage(x, width * mult, name=f"block{i}")
         taps[2**i] = x  # stride -> features
     s32 = score(taps[32], num_classes, "score32")  # (B, H/32, W/32, K)
-    s16 = layers.Add(name="fuse16")([
-        layers.UpSampling2D(2, interpolation="bilinear", name="up32")(s32),
-        score(taps[16], num_classes, "score16"),
-    ])
-    s8 = layers.Add(name="fuse8")([
-        layers.UpSampling2D(2, interpolation="bilinear", name="up16")(s16),
-        score(taps[8], num_classes, "score8"),
-    ])
+    s16 = layers.Add(name="fuse16")(
+        [
+            layers.UpSampling2D(2, interpolation="bilinear", name="up32")(s32),
+            score(taps[16], num_classes, "score16"),
+        ]
+    )
+    s8 = layers.Add(name="fuse8")(
+        [
+            layers.UpSampling2D(2, interpolation="bilinear", name="up16")(s16),
+            score(taps[8], num_classes, "score8"),
+        ]
+    )
     logits = layers.UpSampling2D(8, interpolation="bilinear", dtype="float32", name="segmentation_output")(s8)
     outputs = logits
     if activation:
