@@ -214,7 +214,15 @@ def fit_memory(arch="unet", data=None, steps=20, runs=None):
             "seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
-TASKS = {"ceiling": conv_ceiling, "network": network, "pipeline": pipeline, "fit_memory": fit_memory}
+def confusion(num_frames=16):
+    """Seconds for the confusion matrix of `num_frames` CamVid-size (360x480) frames."""
+    from kseg.metrics.bench import measure_confusion
+
+    return measure_confusion(num_frames=num_frames)
+
+
+TASKS = {"ceiling": conv_ceiling, "network": network, "pipeline": pipeline, "fit_memory": fit_memory,
+         "confusion": confusion}
 
 
 def run_task(task):

@@ -66,6 +66,7 @@ def test_targets_from_results():
         {"section": "network", "label": "a", "backend": "tensorflow",
          "result": {"arch": "a", "flops_per_patch": 1e9, "train_patches_per_s": 4.0, "train_gflops": 12.0,
                     "predict_patches_per_s": 12.0, "predict_gflops": 12.0, "frame_speedup": 3.5,
+                    "frame_fps": 2.0,
                     "peak_rss_mb": 900.0}},
         {"section": "network", "label": "b", "backend": "tensorflow",
          "result": {"arch": "b", "flops_per_patch": 1e9, "train_patches_per_s": 8.0, "train_gflops": 24.0,
@@ -74,6 +75,8 @@ def test_targets_from_results():
          "result": {"patches_per_second": 100.0}},
         {"section": "fit_memory", "label": "a", "backend": "tensorflow",
          "result": {"arch": "a", "dataset": "camvid", "peak_rss_mb": 2100.0}},
+        {"section": "confusion", "label": "16 frames", "backend": "tensorflow",
+         "result": {"numpy_fps": 300.0, "keras_fps": 20.0, "agree": True}},
         {"section": "variant", "label": "a", "backend": "torch", "result": {"error": "exit 1: boom"}},
     ]
     results = benchsuite.summarize({"runs": runs})
@@ -86,6 +89,8 @@ def test_targets_from_results():
     assert met["data pipeline >= 20x training throughput"] == (pytest.approx(12.5), False)
     assert met["full frame >= 3x faster than the 4x4 patch grid (a)"] == (3.5, True)
     assert met["kseg fit a peak memory <= 2 GB (camvid)"] == (2100.0, False)
+    # 300 frames/s scored against 2 frames/s predicted by the faster network: 150x.
+    assert met["confusion matrix >= 10x faster than full-frame prediction"] == (pytest.approx(150.0), True)
     titles = [t[0] for t in benchsuite.tables(results)]
     assert titles[-1] == "Failed measurements" and "Targets" in titles
 
@@ -96,7 +101,7 @@ def test_plan_quick_and_full():
     quick = benchsuite.plan(["unet"], quick=True, backends=["tensorflow", "jax"])
     assert [(s, b) for s, _, b, _ in quick] == [
         ("ceiling", "tensorflow"), ("ceiling", "jax"), ("network", "tensorflow"), ("variant", "jax"),
-        ("pipeline", "tensorflow"), ("fit_memory", "tensorflow")]
+        ("pipeline", "tensorflow"), ("confusion", "tensorflow"), ("fit_memory", "tensorflow")]
     assert all(t["steps"] == 2 for s, _, _, t in quick if s in ("ceiling", "network", "variant"))
     full = benchsuite.plan(["unet", "deeplabv3"], backends=["tensorflow"], fit_arch=None)
     labels = [b for s, _, b, _ in full if s == "variant"]
@@ -122,7 +127,8 @@ def test_bench_cli_smoke(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
     runs = {r["section"]: r["result"] for r in doc["runs"]}
-    assert set(runs) == {"ceiling", "network", "pipeline"}
+    assert set(runs) == {"ceiling", "network", "pipeline", "confusion"}
+    assert runs["confusion"]["agree"] and runs["confusion"]["numpy_fps"] > 0
     assert not [r for r in runs.values() if "error" in r], runs
     net = runs["network"]
     # tiny_test: two 3x3 convs 3->8, 8->8 and a 1x1 head to CamVid's 11 classes, on 16x16.

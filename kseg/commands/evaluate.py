@@ -2,6 +2,8 @@
 
 import click
 
+from kseg.commands import options
+
 SPLIT_CHOICES = ("train", "val", "test")
 
 
@@ -21,14 +23,7 @@ def _parse_splits(value):
     is_flag=True,
     help="Evaluate every run under --runs (also the default when no RUN is named).",
 )
-@click.option(
-    "--runs",
-    "runs_root",
-    default="runs",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder holding the run directories.",
-)
+@options.runs_root
 @click.option(
     "--splits", default="val,test", show_default=True, help="Comma-separated splits to score: train,val,test."
 )

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import click
 
+from kseg.commands import options
+
 
 @click.command("predict")
 @click.argument("run")
@@ -15,14 +17,7 @@ import click
     type=click.Path(file_okay=False),
     help="Folder for <stem>_mask.png and <stem>_overlay.png.",
 )
-@click.option(
-    "--runs",
-    "runs_root",
-    default="runs",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder holding the run directories.",
-)
+@options.runs_root
 @click.option("--patches", is_flag=True, help="Predict with the study's patch grid instead of whole frames.")
 def predict(run, images, out_dir, runs_root, patches):
     """Predict IMAGES (files, folders or globs) with RUN and write colour masks and overlays."""

@@ -2,16 +2,11 @@
 
 import click
 
+from kseg.commands import options
+
 
 @click.command("report")
-@click.option(
-    "--runs",
-    "runs_root",
-    default="runs",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Folder holding the run directories.",
-)
+@options.runs_root
 @click.option(
     "--out",
     "out_dir",
