@@ -120,14 +120,12 @@ class SplitAccumulator:
 
     def __init__(self, num_classes, ignore_index=None):
         from kseg.metrics.confusion import ConfusionAccumulator
+        from kseg.metrics.soft_dice import SoftDiceAccumulator
 
         self.cm = ConfusionAccumulator(num_classes, ignore_index)
+        self.soft_dice = SoftDiceAccumulator(num_classes, ignore_index)
         self.ignore_index = ignore_index
         self.loss_sum, self.pixels = 0.0, 0
-        # Soft Dice terms per class: sum p*y, sum p, sum y (non-void pixels only).
-        self.inter = np.zeros(num_classes)
-        self.prob = np.zeros(num_classes)
-        self.true = np.zeros(num_classes)
 
     def update(self, logits, y_true):
         from kseg.metrics.loss import cross_entropy_sum
@@ -137,32 +135,19 @@ class SplitAccumulator:
         self.cm.update(y_true, logits.argmax(-1).astype(np.uint8))
         s, n = cross_entropy_sum(logits, y_true, self.ignore_index)
         self.loss_sum, self.pixels = self.loss_sum + s, self.pixels + n
-        keep = y_true != self.ignore_index if self.ignore_index is not None else np.ones(y_true.shape, bool)
-        z = logits[keep].astype(np.float64)  # (n, K)
-        p = np.exp(z - z.max(-1, keepdims=True))
-        p /= p.sum(-1, keepdims=True)
-        onehot = np.eye(p.shape[-1])[y_true[keep].astype(np.intp)]  # (n, K)
-        self.inter += (p * onehot).sum(0)
-        self.prob += p.sum(0)
-        self.true += onehot.sum(0)
+        self.soft_dice.update(logits, y_true)
 
     def result(self):
         """Scalar scores (Table I), per-class IoU and the confusion matrix."""
         from kseg.metrics.scores import scores
 
         s = scores(self.cm.cm)
-        # Soft Dice averages over classes present in the labels, as the training metric
-        # (keras_metrics.SoftDice) does: every class gets some probability mass, so
-        # "present in predictions" would mean every class.
-        present = self.true > 0
-        den = self.prob + self.true
-        soft = np.divide(2 * self.inter, den, out=np.zeros_like(den), where=den > 0)
         out = {
             "loss": self.loss_sum / self.pixels if self.pixels else math.nan,
             "accuracy": s["accuracy"],
             "f1": s["f1"],
             "dice": s["dice"],
-            "soft_dice": float(soft[present].mean()) if present.any() else math.nan,
+            "soft_dice": self.soft_dice.result(),
             "specificity": s["specificity"],
             "sensitivity": s["sensitivity"],
             "miou": s["miou"],

@@ -1,7 +1,7 @@
 """Segmentation metrics: one confusion matrix, every score derived from it.
 
 numpy (evaluation): `confusion_matrix`, `ConfusionAccumulator`, `scores`,
-`cross_entropy_sum`, `split_loss`. Keras (training logs, any backend):
+`cross_entropy_sum`, `split_loss`, `SoftDiceAccumulator`. Keras (training logs, any backend):
 `kseg.metrics.keras_metrics` (imported lazily, so numpy-only users skip keras).
 Definitions: docs/metrics.md.
 """
@@ -9,10 +9,12 @@ Definitions: docs/metrics.md.
 from kseg.metrics.confusion import ConfusionAccumulator, confusion_matrix
 from kseg.metrics.loss import cross_entropy_sum, split_loss
 from kseg.metrics.scores import SCORE_NAMES, per_class_counts, scores, summary
+from kseg.metrics.soft_dice import SoftDiceAccumulator
 
 __all__ = [
     "SCORE_NAMES",
     "ConfusionAccumulator",
+    "SoftDiceAccumulator",
     "confusion_matrix",
     "cross_entropy_sum",
     "per_class_counts",
