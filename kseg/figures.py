@@ -9,7 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kseg.predict import colorize, overlay
+from kseg.data.io import colorize
+from kseg.predict import overlay
 
 # One colour per network, in run order, shared by every figure so a network keeps its
 # colour from the learning curves to the tables (matplotlib's tab10, colour-blind safe).

@@ -10,22 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from kseg.data.io import IMAGE_SUFFIXES
+# colorize: class indices -> the dataset palette, one definition for masks, figures and data.
+from kseg.data.io import IMAGE_SUFFIXES, colorize
 from kseg.errors import KsegError
 
 OVERLAY_ALPHA = 0.5  # weight of the colour mask in an overlay
-
-
-def palette(spec):
-    """(256, 3) uint8 lookup table: class i -> spec.colors[i]; void and unknown -> black."""
-    table = np.zeros((256, 3), np.uint8)
-    table[: spec.num_classes] = np.asarray(spec.colors, np.uint8).reshape(-1, 3)
-    return table
-
-
-def colorize(labels, spec):
-    """uint8 (..., H, W) label map -> uint8 (..., H, W, 3) colour mask in the dataset palette."""
-    return palette(spec)[np.asarray(labels, np.uint8)]
 
 
 def overlay(image, colors, alpha=OVERLAY_ALPHA, labels=None, void=None):
