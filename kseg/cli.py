@@ -3,7 +3,10 @@
 Commands are imported on first use, so `kseg --help` does not pay for importing Keras.
 """
 
+import ctypes
 import importlib
+import os
+import sys
 import warnings
 
 import click
@@ -68,5 +71,22 @@ def _missing(name):
 @click.version_option(__version__, prog_name="kseg")
 def main():
     """kseg: train, compare and ship semantic segmentation networks in Keras 3."""
+    limit_malloc_arenas()
     # `kseg models` reports broken plugins itself; elsewhere a warning would only be noise.
     warnings.filterwarnings("ignore", message="kseg plugin", category=UserWarning)
+
+
+def limit_malloc_arenas(arenas=2):
+    """Cap glibc's malloc arenas (like MALLOC_ARENA_MAX=2), unless the user set that.
+
+    TensorFlow's thread pools each grow their own arena (up to 8 per core), and freed
+    activation memory stays cached in all of them: `kseg fit unet` on CamVid peaked
+    about 100 MB higher without the cap, at the same speed. Must run before the
+    backend starts its threads; a no-op off glibc.
+    """
+    if sys.platform != "linux" or "MALLOC_ARENA_MAX" in os.environ:
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-8, arenas)  # -8: M_ARENA_MAX in <malloc.h>
+    except (OSError, AttributeError):
+        pass  # musl and other C libraries have no mallopt

@@ -16,7 +16,7 @@ from kseg.errors import KsegError
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SPLITS = ("val", "80/20")
 # May differ when a run is continued: they do not change what epochs 1..k were.
-RESUMABLE_CHANGES = ("epochs", "lr", "jit", "distribute", "deterministic", "init_from")
+RESUMABLE_CHANGES = ("epochs", "lr", "jit", "distribute", "deterministic", "init_from", "frame_cache_mb")
 
 
 @dataclasses.dataclass
@@ -43,6 +43,10 @@ class FitConfig:
     distribute: bool = False
     deterministic: bool | None = None  # None: on without a GPU, off with one
     init_from: str | None = None
+    # MiB of decoded train+val frames kept in memory; the rest are decoded per patch
+    # (kseg.data.patches.Frames). Measured on CamVid (docs/benchmarks.md): keeps
+    # `kseg fit unet` under 2 GB while loading still runs far ahead of training.
+    frame_cache_mb: float = 64
 
     def validate(self):
         """Check values that need no dataset or model; returns self."""
@@ -51,6 +55,8 @@ class FitConfig:
         for key in ("epochs", "batch_size", "patch"):
             if int(getattr(self, key)) < 1:
                 raise KsegError(f"--{key.replace('_', '-')} must be >= 1. Received: {getattr(self, key)}")
+        if not self.frame_cache_mb >= 0:
+            raise KsegError(f"--frame-cache must be >= 0 MiB. Received: {self.frame_cache_mb}")
         if not self.lr > 0:
             raise KsegError(f"--lr must be > 0. Received: {self.lr}")
         if self.split not in SPLITS:

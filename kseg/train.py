@@ -252,7 +252,11 @@ def _datasets(cfg, dataset):
         seed=cfg.seed,
         class_weights=weights_,
     )
-    train = patches.PatchDataset(train_pairs, augment=cfg.augment, shuffle=True, **common)
+    # One memory budget for decoded frames: training frames first (augmented and read
+    # every epoch in random order), validation frames get what is left.
+    budget = cfg.frame_cache_mb
+    train_frames = patches.Frames(train_pairs, dataset.spec, cache_mb=budget)
+    train = patches.PatchDataset(train_frames, augment=cfg.augment, shuffle=True, **common)
     if cfg.split == "80/20":
         # The study's split: 20 % of the training patches, seeded.
         train, val = patches.split_patches(train, fraction=0.2, seed=cfg.seed)
@@ -262,7 +266,8 @@ def _datasets(cfg, dataset):
             f"{dataset.root} has no val split; use --split 80/20 to validate on training patches."
         )
     val_pairs = dataset.pairs("val")
-    val = patches.PatchDataset(val_pairs, shuffle=False, **common)
+    val_budget = max(0.0, budget - train_frames.nbytes / 2**20)
+    val = patches.PatchDataset(val_pairs, shuffle=False, cache_mb=val_budget, **common)
     return train, val, train_pairs + val_pairs
 
 

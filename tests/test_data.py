@@ -238,11 +238,27 @@ def test_camvid_patch_count_and_batch():
 
     ds = open_dataset(CAMVID_DIR)
     assert len(ds.splits["train"]) == 367 and len(ds.splits["val"]) == 101
-    lazy = PatchDataset(ds.splits["train"], ds.spec, grid=(4, 4), patch=128, in_memory=False)
+    lazy = PatchDataset(ds.splits["train"], ds.spec, grid=(4, 4), patch=128, cache_mb=0)
     assert lazy.num_patches == 5872 and len(lazy) == 367
     x, y = lazy[100]
     assert x.shape == (16, 128, 128, 3) and y.shape == (16, 128, 128) and y.dtype == np.uint8
     assert set(np.unique(y)) <= set(range(12))
+
+
+def test_frame_cache_budget_keeps_batches(synth_dir):
+    from kseg.data.patches import Frames, PatchDataset
+
+    pairs = open_dataset(synth_dir).splits["train"]
+    h, w = Frames(pairs[:1], CAMVID).shapes[0]
+    frame_mb = h * w * 4 / 2**20
+    whole = PatchDataset(pairs, CAMVID, batch_size=4, patch=32, augment=True, shuffle=True, seed=3)
+    part = PatchDataset(pairs, CAMVID, batch_size=4, patch=32, augment=True, shuffle=True, seed=3,
+                        cache_mb=2.5 * frame_mb)
+    assert len(part.frames._cache) == 2 and part.frames.nbytes <= 2.5 * frame_mb * 2**20
+    assert len(whole.frames._cache) == len(pairs)
+    for i in (0, len(whole) - 1):  # the same pixels, decoded now or before
+        for a, b in zip(whole[i], part[i], strict=True):
+            np.testing.assert_array_equal(a, b)
 
 
 def test_split_patches_80_20(synth_dir):

@@ -71,6 +71,15 @@ FIELD = {"model_args": "model_kwargs", "crops": "grid"}
     "--init-from", type=click.Path(exists=True), help="Start from a checkpoint (.keras or run directory)."
 )
 @click.option(
+    "--frame-cache",
+    "frame_cache_mb",
+    default=64,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="MIB",
+    help="Decoded frames kept in memory; the rest are decoded per batch (more: faster loading).",
+)
+@click.option(
     "--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Builder argument (repeatable)."
 )
 @click.option(

@@ -6,6 +6,7 @@ import time
 import tracemalloc
 
 from kseg.data.readers import open_dataset
+from kseg.fitconfig import FitConfig
 
 
 def _rss_mb():
@@ -14,11 +15,13 @@ def _rss_mb():
     return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
-def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, split="train"):
+def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, split="train",
+                     cache_mb=FitConfig.frame_cache_mb):
     """One epoch of the training PatchDataset over `split`, timed, in this process.
 
     Study settings: grid 4x4 of 128 px patches, batch 16, augmentation and shuffling on,
-    one worker. Memory is reported two ways:
+    one worker, `kseg fit`'s frame cache (frames beyond it are decoded per patch).
+    Memory is reported two ways:
       * peak_rss_mb: resource.getrusage ru_maxrss, the whole process's peak resident
         memory (interpreter, numpy, Keras imports and anything run before this call);
       * peak_traced_mb: tracemalloc's peak of Python/numpy allocations made during
@@ -34,7 +37,7 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
     tracemalloc.start()
     t0 = time.perf_counter()
     data = PatchDataset(pairs, ds.spec, batch_size=batch_size, patch=patch, grid=grid,
-                        augment=augment, shuffle=True, seed=0)
+                        augment=augment, shuffle=True, seed=0, cache_mb=cache_mb)
     decode_s = time.perf_counter() - t0
     t1 = time.perf_counter()
     for i in range(len(data)):
@@ -46,6 +49,7 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
         "root": str(ds.root), "split": split, "frames": len(pairs),
         "patches": data.num_patches, "batches": len(data), "patch": patch,
         "grid": list(grid) if grid else None, "batch_size": batch_size, "augment": bool(augment),
+        "cache_mb": cache_mb, "cached_frames": len(data.frames._cache),
         "decode_seconds": round(decode_s, 3), "epoch_seconds": round(epoch_s, 3),
         "patches_per_second": round(data.num_patches / epoch_s, 1),
         "decoded_mb": round(data.frames.nbytes / 2**20, 1),

@@ -6,8 +6,9 @@ give 367 * 16 = 5872 patches with a 4x4 grid. Random-crop mode (`grid=None`): pa
 of `patch` x `patch` at native resolution, `crops_per_image` per frame and epoch.
 
 Masks stay uint8 class indices end to end (never one-hot); void keeps its value.
-Frames are decoded once into uint8 arrays (CamVid train: 367 * 360 * 480 * 4 B = 254 MB)
-or, with `in_memory=False`, per batch. Every batch is a pure function of
+Frames are decoded into uint8 arrays up to a memory budget (`cache_mb`; CamVid train
+decoded whole is 367 * 360 * 480 * 4 B = 254 MB) and per batch beyond it. Every batch
+is a pure function of
 (seed, epoch, index): its crops and warps draw from
 np.random.default_rng(SeedSequence([seed, epoch, index])) and the shuffle order from
 SeedSequence([seed, epoch]), so any number of workers gives the same batches.
@@ -26,29 +27,34 @@ from kseg.errors import DataError
 
 
 class Frames:
-    """Decoded frames of a list of pairs: uint8 images (H, W, 3) and masks (H, W)."""
+    """Frames of a list of pairs as uint8 images (H, W, 3) and masks (H, W).
 
-    def __init__(self, pairs, spec, in_memory=True, threads=4):
-        self.pairs, self.spec, self.in_memory = list(pairs), spec, in_memory
+    The first frames (in pair order) whose decoded size fits `cache_mb` MiB are decoded
+    once, up front; the others are decoded on every access (CamVid: 12 ms a frame, in
+    the data loader's thread). None keeps every frame. Which frames stay is fixed, so
+    memory is bounded and no frame is decoded twice for the cache's sake.
+    """
+
+    def __init__(self, pairs, spec, cache_mb=None, threads=4):
+        self.pairs, self.spec = list(pairs), spec
         if not self.pairs:
             raise DataError("no image/mask pairs to make patches from (empty split)")
-        if in_memory:
-            # Pillow releases the GIL while inflating PNGs, so threads help here.
-            with ThreadPoolExecutor(threads) as pool:
-                self._data = list(pool.map(self._load, range(len(self.pairs))))
-            self.shapes = [m.shape for _, m in self._data]
-        else:
-            self._data = None
-            self.shapes = [io.image_size(p.mask) for p in self.pairs]
+        self.shapes = [io.image_size(p.mask) for p in self.pairs]  # headers only
+        budget = math.inf if cache_mb is None else float(cache_mb) * 2**20
+        decoded = np.cumsum([h * w * 4 for h, w in self.shapes])  # RGB + mask bytes
+        kept = int(np.searchsorted(decoded, budget, side="right"))
+        # Pillow releases the GIL while inflating PNGs, so threads help here.
+        with ThreadPoolExecutor(threads) as pool:
+            self._cache = list(pool.map(self._load, range(kept)))
 
     @classmethod
     def from_arrays(cls, images, masks, spec):
         """Frames from decoded uint8 images (H, W, 3) and masks (H, W), e.g. for tests."""
         frames = cls.__new__(cls)
-        frames.pairs, frames.spec, frames.in_memory = [None] * len(images), spec, True
-        frames._data = [(np.asarray(i, np.uint8), np.asarray(m, np.uint8))
-                        for i, m in zip(images, masks, strict=True)]
-        frames.shapes = [m.shape for _, m in frames._data]
+        frames.pairs, frames.spec = [None] * len(images), spec
+        frames._cache = [(np.asarray(i, np.uint8), np.asarray(m, np.uint8))
+                         for i, m in zip(images, masks, strict=True)]
+        frames.shapes = [m.shape for _, m in frames._cache]
         return frames
 
     def __len__(self):
@@ -63,11 +69,22 @@ class Frames:
         return image, mask
 
     def __getitem__(self, i):
-        return self._data[i] if self._data is not None else self._load(i)
+        return self._cache[i] if i < len(self._cache) else self._load(i)
+
+    def take(self, ids, threads=2):
+        """{i: (image, mask)} for frame indices `ids`, decoding the uncached ones in threads."""
+        ids = sorted(set(ids))
+        todo = [i for i in ids if i >= len(self._cache)]
+        if len(todo) < 2:
+            return {i: self[i] for i in ids}
+        with ThreadPoolExecutor(threads) as pool:
+            decoded = dict(zip(todo, pool.map(self._load, todo), strict=True))
+        return {i: decoded[i] if i in decoded else self._cache[i] for i in ids}
 
     @property
     def nbytes(self):
-        return sum(a.nbytes + b.nbytes for a, b in self._data) if self._data else 0
+        """Bytes of the frames kept decoded."""
+        return sum(a.nbytes + b.nbytes for a, b in self._cache)
 
 
 class PatchDataset(keras.utils.PyDataset):
@@ -84,18 +101,18 @@ class PatchDataset(keras.utils.PyDataset):
         class_weights: (num_classes,) weights; adds per-pixel sample weights, void -> 0.
         crops_per_image: random crops per frame and epoch (grid=None); default R*C=16.
         indices: subset of patch indices to serve (see `split_patches`).
-        in_memory: decode all frames up front (True) or per batch (False).
+        cache_mb: MiB of decoded frames kept in memory (see `Frames`); None: all.
         **pydataset_kwargs: workers, use_multiprocessing, max_queue_size.
     """
 
     def __init__(self, pairs, spec, batch_size=16, patch=128, grid=(4, 4), augment=False,
                  shuffle=False, seed=0, class_weights=None, crops_per_image=16,
-                 indices=None, in_memory=True, **pydataset_kwargs):
+                 indices=None, cache_mb=None, **pydataset_kwargs):
         super().__init__(**pydataset_kwargs)
         if int(batch_size) < 1 or int(patch) < 1:
             raise ValueError(f"batch_size and patch must be >= 1. Received: "
                              f"batch_size={batch_size}, patch={patch}")
-        self.frames = pairs if isinstance(pairs, Frames) else Frames(pairs, spec, in_memory)
+        self.frames = pairs if isinstance(pairs, Frames) else Frames(pairs, spec, cache_mb)
         self.spec, self.batch_size, self.patch = spec, int(batch_size), int(patch)
         self.grid = tuple(int(g) for g in grid) if grid else None
         self.per_image = self.grid[0] * self.grid[1] if self.grid else int(crops_per_image)
@@ -146,16 +163,19 @@ class PatchDataset(keras.utils.PyDataset):
         p = self.patch
         x = np.empty((len(ids), p, p, 3), np.float32)
         y = np.empty((len(ids), p, p), np.uint8)
+        frames = self.frames.take(int(pid) // self.per_image for pid in ids)
         for k, pid in enumerate(ids):
-            x[k], y[k] = self.patch_at(int(pid), rng)
+            x[k], y[k] = self.patch_at(int(pid), rng, frames)
         if self.class_weights is None:
             return x, y
         return x, y, self.class_weights[y]
 
-    def patch_at(self, pid, rng):
-        """Patch `pid` (frame pid // per_image): float32 (p, p, 3), uint8 (p, p)."""
+    def patch_at(self, pid, rng, frames=None):
+        """Patch `pid` (frame pid // per_image): float32 (p, p, 3), uint8 (p, p).
+
+        `frames`: {frame index: (image, mask)} already decoded (see `Frames.take`)."""
         frame, cell = divmod(pid, self.per_image)
-        image, mask = self.frames[frame]
+        image, mask = frames[frame] if frames else self.frames[frame]
         p, void = self.patch, self.spec.void
         if self.grid:
             y0, y1, x0, x1 = grid_cells(*mask.shape, self.grid)[cell]
