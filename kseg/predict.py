@@ -30,24 +30,35 @@ def overlay(image, colors, alpha=OVERLAY_ALPHA, labels=None, void=None):
     return np.clip(np.rint(blend), 0, 255).astype(np.uint8)
 
 
-def expand_inputs(items):
+OUTPUT_SUFFIXES = ("_mask.png", "_overlay.png")
+
+
+def expand_inputs(items, out_dir=None):
     """Files, folders and glob patterns -> sorted, de-duplicated list of image paths.
 
-    A folder contributes its image files (by suffix, not recursive). Raises KsegError
-    naming the first argument that matches nothing.
+    A folder contributes its image files (by suffix, not recursive). Files that look
+    like kseg's own outputs inside `out_dir` are left out, so predicting a folder into
+    itself twice does not predict the first run's masks. Raises KsegError naming the
+    first argument that matches nothing.
     """
+    out = Path(out_dir).resolve() if out_dir is not None else None
+
+    def own_output(f):
+        return out is not None and f.name.endswith(OUTPUT_SUFFIXES) and f.parent.resolve() == out
+
     paths = []
     for item in items:
         item = str(item)
         p = Path(item)
         if p.is_dir():
-            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not own_output(f))
             if not found:
-                raise KsegError(f"{item}: folder has no images ({', '.join(IMAGE_SUFFIXES)})")
+                raise KsegError(f"{item}: folder has no images ({', '.join(IMAGE_SUFFIXES)}) "
+                                f"besides kseg's own *_mask.png / *_overlay.png")
         elif p.is_file():
             found = [p]
         elif glob.has_magic(item):
-            found = sorted(Path(f) for f in glob.glob(item) if Path(f).is_file())
+            found = sorted(Path(f) for f in glob.glob(item) if Path(f).is_file() and not own_output(Path(f)))
             if not found:
                 raise KsegError(f"{item}: pattern matches no files")
         else:
@@ -60,7 +71,7 @@ def expand_inputs(items):
 def output_names(image_path, out_dir):
     """(<stem>_mask.png, <stem>_overlay.png) in out_dir."""
     stem = Path(image_path).stem
-    return Path(out_dir) / f"{stem}_mask.png", Path(out_dir) / f"{stem}_overlay.png"
+    return tuple(Path(out_dir) / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES)
 
 
 def predict_labels(model, image, stride, patches=None):

@@ -2,6 +2,7 @@
 
 import json
 import re
+import shutil
 
 import imageio.v3 as iio
 import numpy as np
@@ -69,6 +70,23 @@ def test_predict_folder_writes_masks_in_palette(study, tmp_path):
     # The overlay is the 50/50 blend of the image and the mask (PNG is lossless).
     image = iio.imread(images / "a.png")
     np.testing.assert_array_equal(iio.imread(out / "a_overlay.png"), overlay(image, mask))
+
+
+def test_predict_into_the_input_folder_twice_skips_its_own_outputs(study, tmp_path):
+    runs, images = study
+    folder = tmp_path / "frames"
+    shutil.copytree(images, folder)
+    argv = ["predict", "alpha", str(folder), "--out", str(folder), "--runs", str(runs)]
+    first = sorted(p.name for p in folder.iterdir())
+    for _ in range(2):
+        res = CliRunner().invoke(main, argv)
+        assert res.exit_code == 0, res.output
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        first + ["a_mask.png", "a_overlay.png", "b_mask.png", "b_overlay.png"]
+    )
+    glob_res = CliRunner().invoke(main, ["predict", "alpha", str(folder / "*.png"), "--out", str(folder),
+                                         "--runs", str(runs)])
+    assert glob_res.exit_code == 0 and "wrote 2 files" in glob_res.output  # a.png only
 
 
 def test_predict_glob_and_patches(study, tmp_path):

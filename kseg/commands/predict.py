@@ -26,7 +26,7 @@ def predict(run, images, out_dir, runs_root, patches):
     from kseg import predict as pr
     from kseg.errors import KsegError
 
-    paths = pr.expand_inputs(images)
+    paths = pr.expand_inputs(images, out_dir)
     stems = {}
     for p in paths:
         if p.stem in stems:
