@@ -42,13 +42,17 @@ def write_text(path, text):
 
 
 def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, default=_default) + "\n")
+    write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
 
 
-def _default(value):
+def json_default(value):
+    """`json.dumps(default=...)` for kseg's files and `--json` output: numpy arrays and
+    scalars as lists/numbers, paths as strings; anything else is a bug, so it raises."""
     if hasattr(value, "tolist"):
         return value.tolist()
-    return str(value)
+    if hasattr(value, "__fspath__"):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
 def _umask():

@@ -10,6 +10,8 @@ import sys
 from rich.console import Console
 from rich.table import Table
 
+from kseg.atomic import json_default
+
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
@@ -48,12 +50,4 @@ def markdown_table(columns, rows, digits=3):
 
 def print_json(data):
     """JSON to stdout, for scripts (`--json`)."""
-    sys.stdout.write(json.dumps(data, indent=2, default=_jsonable) + "\n")
-
-
-def _jsonable(value):
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if hasattr(value, "__fspath__"):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+    sys.stdout.write(json.dumps(data, indent=2, default=json_default) + "\n")

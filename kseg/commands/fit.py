@@ -4,6 +4,7 @@ import click
 from click.core import ParameterSource
 
 from kseg import output
+from kseg.commands import options
 from kseg.errors import KsegError
 
 # CLI parameter -> FitConfig field, for options whose names differ.
@@ -82,13 +83,7 @@ FIELD = {"model_args": "model_kwargs", "crops": "grid"}
 @click.option(
     "--model-arg", "model_args", multiple=True, metavar="KEY=VALUE", help="Builder argument (repeatable)."
 )
-@click.option(
-    "--runs",
-    default="runs",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Root of run directories.",
-)
+@options.runs_root
 @click.option("--name", help="Run directory name (default: the architecture).")
 @click.option(
     "--resume", is_flag=True, help="Continue a run (also one that failed); interrupted runs continue anyway."
@@ -97,7 +92,7 @@ FIELD = {"model_args": "model_kwargs", "crops": "grid"}
     "--live/--plain", default=None, help="Progress bar or one line per epoch (default: bar on a terminal)."
 )
 @click.pass_context
-def fit(ctx, arch, all_models, runs, name, resume, live, model_args, grid, crops, **options):
+def fit(ctx, arch, all_models, runs_root, name, resume, live, model_args, grid, crops, **settings):
     """Train ARCH (or --all) on patches; writes runs/<name>/ and resumes interrupted runs."""
     from kseg import registry, train
     from kseg.fitconfig import FitConfig, parse_grid, parse_model_args
@@ -110,12 +105,12 @@ def fit(ctx, arch, all_models, runs, name, resume, live, model_args, grid, crops
     for param, source in ((p, ctx.get_parameter_source(p)) for p in ctx.params):
         if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT):
             explicit.add(FIELD.get(param, param))
-    base = dict(options, grid=None if crops else parse_grid(grid), model_kwargs=parse_model_args(model_args))
+    base = dict(settings, grid=None if crops else parse_grid(grid), model_kwargs=parse_model_args(model_args))
     archs = registry.list_models() if all_models else [arch]
     for a in archs:
         cfg = FitConfig(arch=a, **base)
         try:
-            run = train.fit(cfg, runs=runs, name=name, resume=resume, explicit=explicit, progress=live)
+            run = train.fit(cfg, runs=runs_root, name=name, resume=resume, explicit=explicit, progress=live)
         except KsegError as exc:
             if all_models and "already finished" in exc.message:
                 output.console.print(
