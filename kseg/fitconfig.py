@@ -41,7 +41,7 @@ class FitConfig:
     model_kwargs: dict = dataclasses.field(default_factory=dict)
     jit: bool | None = None  # None: Keras' "auto"
     distribute: bool = False
-    deterministic: bool | None = None  # None: on without a GPU, off with one
+    deterministic: bool | None = None  # None: on without a GPU or --jit, off with one
     init_from: str | None = None
     # MiB of decoded train+val frames kept in memory; the rest are decoded per patch
     # (kseg.data.patches.Frames). Measured on CamVid (docs/benchmarks.md): keeps
@@ -64,6 +64,11 @@ class FitConfig:
         if self.precision not in PRECISIONS:
             raise KsegError(
                 f"Unknown --precision {self.precision!r}. Choose one of: {', '.join(PRECISIONS)}."
+            )
+        if self.jit and self.deterministic:
+            raise KsegError(
+                "--jit and --deterministic do not go together: Keras turns XLA off while "
+                "TensorFlow op determinism is on. Drop one of them."
             )
         if self.grid is not None and (len(self.grid) != 2 or min(self.grid) < 1):
             raise KsegError(f"--grid must be RxC with R, C >= 1. Received: {self.grid}")

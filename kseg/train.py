@@ -159,7 +159,7 @@ def _train(run, cfg, state, history, progress):
     state.update(status="running", epochs=cfg.epochs, sessions=state.get("sessions", 0) + 1, message=None)
     run.write_state(state)
 
-    seed_everything(cfg.seed, cfg.deterministic)
+    seed_everything(cfg.seed, cfg.deterministic, cfg.jit)
     keras.config.set_dtype_policy(cfg.precision)
     with _strategy_scope(cfg.distribute):
         model = _build_model(registry, cfg, spec)
@@ -271,11 +271,13 @@ def _datasets(cfg, dataset):
     return train, val, train_pairs + val_pairs
 
 
-def seed_everything(seed, deterministic=None):
-    """Seed Python, numpy and the backend; make TensorFlow ops deterministic.
+def seed_everything(seed, deterministic=None, jit=None):
+    """Seed Python, numpy and the backend; set TensorFlow op determinism.
 
-    `deterministic=None` turns TF op determinism on only when no GPU is visible: on a
-    GPU it picks slower kernels and fails on ops that have no deterministic one.
+    `deterministic=None` turns TF op determinism on only when no GPU is visible and XLA
+    was not asked for: on a GPU it picks slower kernels and fails on ops that have no
+    deterministic one, and Keras silently drops `jit_compile=True` while it is on. The
+    flag is process-wide, so it is set either way, not only turned on.
     """
     import keras
 
@@ -284,9 +286,14 @@ def seed_everything(seed, deterministic=None):
         import tensorflow as tf
 
         if deterministic is None:
-            deterministic = not tf.config.list_physical_devices("GPU")
+            deterministic = not (jit or tf.config.list_physical_devices("GPU"))
         if deterministic:
             tf.config.experimental.enable_op_determinism()
+        else:
+            # No public switch back; Keras reads the same private module's flag.
+            from tensorflow.python.framework import config as tf_config
+
+            tf_config.disable_op_determinism()
 
 
 def _strategy_scope(enabled):

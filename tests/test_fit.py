@@ -210,3 +210,24 @@ def test_study_options_train_and_are_recorded(data_dir, tmp_path, options, confi
     (row,) = read_history(run)
     assert all(math.isfinite(float(row[k])) for k in ("loss", "accuracy", "val_loss", "val_accuracy"))
     assert run.state["status"] == "finished"
+
+
+def test_jit_really_compiles_with_xla_and_refuses_determinism(data_dir, tmp_path, monkeypatch):
+    # Keras drops jit_compile=True (with only a warning) while TF op determinism is on,
+    # which kseg turns on for CPUs; --jit must win over that default.
+    seen = []
+    original = keras.Model.fit
+
+    def recording_fit(self, *args, **kwargs):
+        seen.append(self.jit_compile)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "fit", recording_fit)
+    result = fit(data_dir, tmp_path / "xla", "--epochs", "1", "--jit")
+    assert result.exit_code == 0, result.output
+    result = fit(data_dir, tmp_path / "plain", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    assert seen == [True, False]
+    result = CliRunner().invoke(main, ["fit", TINY, "--jit", "--deterministic", "--runs", str(tmp_path)])
+    assert result.exit_code == 1 and "--jit and --deterministic" in result.output
+    assert "Traceback" not in result.output

@@ -59,11 +59,13 @@ FIELD = {"model_args": "model_kwargs", "crops": "grid"}
     show_default=True,
     type=click.Choice(["float32", "mixed_bfloat16", "mixed_float16"]),
 )
-@click.option("--jit/--no-jit", default=None, help="XLA-compile the train step (default: Keras' auto).")
+@click.option(
+    "--jit/--no-jit", default=None, help="XLA-compile the train step (default: Keras' auto: on with a GPU)."
+)
 @click.option(
     "--deterministic/--no-deterministic",
     default=None,
-    help="Deterministic TF ops (default: on without a GPU, off with one).",
+    help="Deterministic TF ops (default: on without a GPU or --jit, off with one).",
 )
 @click.option(
     "--distribute", is_flag=True, help="Train under kseg.distribute's strategy (all local accelerators)."
