@@ -240,7 +240,7 @@ def test_deeplabv3_parameter_count_by_hand():
     head = 256 * 12 + 12
     assert kseg.model_info("deeplabv3")["params"] == 20_861_480 + aspp + projection + head
     model = kseg.create_model("deeplabv3", output_stride=8, num_classes=NUM_CLASSES)
-    rates = [model.get_layer(f"aspp_atrous{i}_pad").padding[0][0] for i in (1, 2, 3)]
+    rates = [model.get_layer(f"aspp_atrous{i}_tap00_pad").padding[0][0] for i in (1, 2, 3)]
     assert rates == [12, 24, 36]
     # The top-right tap reads x shifted by (-r, +r): crop 0 rows above, 2r below, 2r left.
     assert model.get_layer("aspp_atrous3_tap02").cropping == ((0, 72), (72, 0))
@@ -256,7 +256,9 @@ def test_atrous_taps_equal_a_dilated_conv2d(rate, size):
     inputs = keras.Input((None, None, 5))
     taps = keras.Model(inputs, atrous_conv_bn_relu(inputs, 4, rate, "a"))
     kernel = np.random.default_rng(0).standard_normal((3, 3, 5, 4)).astype("float32")
-    taps.get_layer("a_conv").set_weights([kernel.reshape(1, 1, 45, 4)])
+    for i in range(3):
+        for j in range(3):
+            taps.get_layer(f"a_tap{i}{j}_conv").set_weights([kernel[i, j][None, None]])
     dilated = keras.layers.Conv2D(4, 3, padding="same", dilation_rate=rate, use_bias=False)
     dilated.build(x.shape)
     dilated.set_weights([kernel])
