@@ -8,8 +8,7 @@ of `patch` x `patch` at native resolution, `crops_per_image` per frame and epoch
 Masks stay uint8 class indices end to end (never one-hot); void keeps its value.
 Frames are decoded into uint8 arrays up to a memory budget (`cache_mb`; CamVid train
 decoded whole is 367 * 360 * 480 * 4 B = 254 MB) and per batch beyond it. Every batch
-is a pure function of
-(seed, epoch, index): its crops and warps draw from
+is a pure function of (seed, epoch, index): its crops and warps draw from
 np.random.default_rng(SeedSequence([seed, epoch, index])) and the shuffle order from
 SeedSequence([seed, epoch]), so any number of workers gives the same batches.
 """
@@ -30,8 +29,8 @@ class Frames:
     """Frames of a list of pairs as uint8 images (H, W, 3) and masks (H, W).
 
     The first frames (in pair order) whose decoded size fits `cache_mb` MiB are decoded
-    once, up front; the others are decoded on every access (CamVid: 12 ms a frame, in
-    the data loader's thread). None keeps every frame. Which frames stay is fixed, so
+    once, up front; the others are decoded on every access (CamVid: 12 ms a frame;
+    `take` decodes a batch's frames in two threads). None keeps every frame. Which frames stay is fixed, so
     memory is bounded and no frame is decoded twice for the cache's sake.
     """
 
