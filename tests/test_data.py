@@ -408,6 +408,21 @@ def test_predict_frames_pads_and_crops():
         assert (out[:, :, :4] == 0).all() and (out[:, :, 4:8] == 1).all() and (out[:, :, 8:] == 2).all()
 
 
+def test_predicting_frames_does_not_keep_the_model_alive():
+    # kseg eval --all loads one model after the other; a cached graph must not pin them.
+    import gc
+    import weakref
+
+    from kseg.data.frames import predict_frames
+
+    model = _tiny_model(2)
+    predict_frames(model, np.zeros((1, 4, 4, 3), np.uint8), stride=2)
+    ref = weakref.ref(model)
+    del model
+    gc.collect()
+    assert ref() is None
+
+
 def test_predict_patch_grid_stitches_cells():
     from kseg.data.frames import predict_patch_grid
 

@@ -56,7 +56,10 @@ def _graph_call(model):
     if model not in _GRAPH_CALLS:
         import tensorflow as tf
 
-        _GRAPH_CALLS[model] = tf.function(lambda v: model(v, training=False), reduce_retracing=False)
+        # The function refers to the model weakly: a strong reference from the cached
+        # value would keep its weak key, and so every model ever predicted, alive.
+        ref = weakref.ref(model)
+        _GRAPH_CALLS[model] = tf.function(lambda v: ref()(v, training=False), reduce_retracing=False)
     return _GRAPH_CALLS[model]
 
 
