@@ -254,8 +254,8 @@ def test_frame_cache_budget_keeps_batches(synth_dir):
     whole = PatchDataset(pairs, CAMVID, batch_size=4, patch=32, augment=True, shuffle=True, seed=3)
     part = PatchDataset(pairs, CAMVID, batch_size=4, patch=32, augment=True, shuffle=True, seed=3,
                         cache_mb=2.5 * frame_mb)
-    assert len(part.frames._cache) == 2 and part.frames.nbytes <= 2.5 * frame_mb * 2**20
-    assert len(whole.frames._cache) == len(pairs)
+    assert part.frames.num_cached == 2 and part.frames.nbytes <= 2.5 * frame_mb * 2**20
+    assert whole.frames.num_cached == len(pairs)
     for i in (0, len(whole) - 1):  # the same pixels, decoded now or before
         for a, b in zip(whole[i], part[i], strict=True):
             np.testing.assert_array_equal(a, b)

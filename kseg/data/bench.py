@@ -1,18 +1,11 @@
 """Data pipeline throughput and memory, for `kseg bench`."""
 
-import resource
-import sys
 import time
 import tracemalloc
 
+from kseg.bench import peak_rss_mb
 from kseg.data.readers import open_dataset
 from kseg.fitconfig import FitConfig
-
-
-def _rss_mb():
-    # ru_maxrss: the process's peak resident set so far; KiB on Linux, bytes on macOS.
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
 
 
 def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, split="train",
@@ -33,7 +26,7 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
 
     ds = open_dataset(root)
     pairs = ds.pairs(split)
-    rss_before = _rss_mb()
+    rss_before = peak_rss_mb()
     tracemalloc.start()
     t0 = time.perf_counter()
     data = PatchDataset(pairs, ds.spec, batch_size=batch_size, patch=patch, grid=grid,
@@ -49,12 +42,12 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
         "root": str(ds.root), "split": split, "frames": len(pairs),
         "patches": data.num_patches, "batches": len(data), "patch": patch,
         "grid": list(grid) if grid else None, "batch_size": batch_size, "augment": bool(augment),
-        "cache_mb": cache_mb, "cached_frames": len(data.frames._cache),
+        "cache_mb": cache_mb, "cached_frames": data.frames.num_cached,
         "decode_seconds": round(decode_s, 3), "epoch_seconds": round(epoch_s, 3),
         "patches_per_second": round(data.num_patches / epoch_s, 1),
         "decoded_mb": round(data.frames.nbytes / 2**20, 1),
         "peak_traced_mb": round(traced_peak / 2**20, 1),
-        "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(_rss_mb(), 1),
+        "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
         "memory_method": "peak_rss_mb: resource.getrusage(RUSAGE_SELF).ru_maxrss; "
                          "peak_traced_mb: tracemalloc peak during decode + epoch",
     }

@@ -81,6 +81,11 @@ class Frames:
         return {i: decoded[i] if i in decoded else self._cache[i] for i in ids}
 
     @property
+    def num_cached(self):
+        """How many frames (the first ones) are kept decoded."""
+        return len(self._cache)
+
+    @property
     def nbytes(self):
         """Bytes of the frames kept decoded."""
         return sum(a.nbytes + b.nbytes for a, b in self._cache)
