@@ -71,17 +71,38 @@ def layer_flops(model, input_shape):
     are walked into; a layer called twice is counted twice. Returns a list of dicts
     ``{"name", "class", "output_shape", "flops"}`` in execution order.
     """
-    if isinstance(model, keras.Sequential):
-        model.build((None, *input_shape))
-    spec = keras.KerasTensor((1, *input_shape), dtype="float32")
-    records = []
-    _walk(_functional(model), spec, records)
-    return records
+    return [
+        {"name": c["name"], "class": type(c["layer"]).__name__, "output_shape": c["output_shape"][1:],
+         "flops": call_flops(c)}
+        for c in layer_calls(model, input_shape)
+        if _counter(c["layer"]) is not None
+    ]
 
 
 def forward_flops(model, input_shape):
     """Total forward FLOPs of `model` for one input of `input_shape` (no batch dim)."""
     return sum(r["flops"] for r in layer_flops(model, input_shape))
+
+
+def call_flops(call):
+    """Forward FLOPs of one entry of `layer_calls` (0 for layers that are not counted)."""
+    fn = _counter(call["layer"])
+    return int(fn(call["layer"], call["input_shapes"][0], call["output_shape"])) if fn else 0
+
+
+def layer_calls(model, input_shape):
+    """Every layer call of `model` on one input of `input_shape`, in execution order.
+
+    Runs the graph on symbolic tensors (batch 1), walking into nested models. Returns
+    dicts ``{"name", "layer", "input_shapes", "output_shape"}``; names of layers inside
+    a nested model are prefixed with its name and "/", shapes include the batch of 1.
+    """
+    if isinstance(model, keras.Sequential):
+        model.build((None, *input_shape))
+    spec = keras.KerasTensor((1, *input_shape), dtype="float32")
+    calls = []
+    _walk(_functional(model), spec, calls)
+    return calls
 
 
 def _functional(model):
@@ -97,26 +118,19 @@ def _functional(model):
     return model
 
 
-def _walk(model, inputs, records, prefix=""):
-    """Run `model`'s graph on symbolic tensors, recording each layer's FLOPs."""
+def _walk(model, inputs, calls, prefix=""):
+    """Run `model`'s graph on symbolic tensors, appending each layer call to `calls`."""
 
     def operation_fn(op):
         def run(*args, **kwargs):
             if isinstance(op, keras.Model):
                 # Nested network (e.g. a backbone): walk its own graph.
-                return _walk(_functional(op), args[0], records, f"{prefix}{op.name}/")
+                return _walk(_functional(op), args[0], calls, f"{prefix}{op.name}/")
             out = op.compute_output_spec(*args, **kwargs)
-            fn = _counter(op)
-            if fn is not None:
-                x, y = tuple(args[0].shape), tuple(out.shape)
-                records.append(
-                    {
-                        "name": prefix + op.name,
-                        "class": type(op).__name__,
-                        "output_shape": y[1:],
-                        "flops": int(fn(op, x, y)),
-                    }
-                )
+            if not isinstance(op, keras.layers.InputLayer):
+                ins = args[0] if isinstance(args[0], (list, tuple)) else [args[0]]
+                calls.append({"name": prefix + op.name, "layer": op, "output_shape": tuple(out.shape),
+                              "input_shapes": [tuple(t.shape) for t in ins]})
             return out
 
         return run

@@ -21,12 +21,11 @@ def layer_times(model, input_shape, batch_size=16, steps=3):
     import keras
     import tensorflow as tf
 
-    shapes = _input_shapes(model, input_shape)
-    counted = {r["name"]: r["flops"] for r in flops_lib.layer_flops(model, input_shape)}
     rows = []
-    for layer, in_shapes in shapes:
+    for call in flops_lib.layer_calls(model, input_shape):
+        layer = call["layer"]
         xs = [tf.constant(np.random.default_rng(0).standard_normal((batch_size, *s[1:]), dtype=np.float32))
-              for s in in_shapes]
+              for s in call["input_shapes"]]
 
         @tf.function
         def step(*xs, layer=layer):
@@ -41,7 +40,7 @@ def layer_times(model, input_shape, batch_size=16, steps=3):
         for _ in range(steps):
             keras.ops.convert_to_numpy(step(*xs)[0])
         rows.append({"name": layer.name, "class": type(layer).__name__,
-                     "flops": 3 * batch_size * counted.get(layer.name, 0),
+                     "flops": 3 * batch_size * flops_lib.call_flops(call),
                      "seconds": (time.perf_counter() - start) / steps})
     return rows
 
@@ -53,26 +52,6 @@ def by_class(rows):
         total[r["class"]][0] += r["seconds"]
         total[r["class"]][1] += r["flops"]
     return sorted(((c, s, f, f / s / 1e9 if s else 0.0) for c, (s, f) in total.items()), key=lambda t: -t[1])
-
-
-def _input_shapes(model, input_shape):
-    """`[(layer, [input shapes with batch 1])]` for every layer, in execution order."""
-    import keras
-
-    out = []
-
-    def operation_fn(op):
-        def run(*args, **kwargs):
-            result = op.compute_output_spec(*args, **kwargs)
-            if not isinstance(op, keras.layers.InputLayer):
-                ins = args[0] if isinstance(args[0], (list, tuple)) else [args[0]]
-                out.append((op, [tuple(t.shape) for t in ins]))
-            return result
-
-        return run
-
-    model._run_through_graph(keras.KerasTensor((1, *input_shape)), operation_fn=operation_fn)
-    return out
 
 
 def main(argv=None):
