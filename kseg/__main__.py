@@ -1,4 +1,4 @@
-from kseg.cli import main
+from kseg.cli.main import main
 
 if __name__ == "__main__":
     main(prog_name="kseg")

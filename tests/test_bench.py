@@ -1,4 +1,4 @@
-"""kseg.flops by hand, and a tiny smoke run of every `kseg bench` code path (no timings)."""
+"""kseg.bench.flops by hand, and a tiny smoke run of every `kseg bench` code path (no timings)."""
 
 import json
 
@@ -22,7 +22,7 @@ def _toy():
 
 
 def test_layer_flops_by_hand():
-    from kseg.flops import forward_flops, layer_flops
+    from kseg.bench.flops import forward_flops, layer_flops
 
     rows = {r["name"]: r for r in layer_flops(_toy(), (8, 8, 3))}
     # One multiply-add = 2 FLOPs. On an 8x8x3 input:
@@ -44,7 +44,7 @@ def test_layer_flops_by_hand():
 def test_flops_walk_nested_and_sequential():
     import keras
 
-    from kseg.flops import layer_flops
+    from kseg.bench.flops import layer_flops
 
     conv = keras.layers.Conv2D(4, 3, padding="same", name="sc")
     inner = keras.Sequential([keras.Input((None, None, 3)), conv], name="backbone")
@@ -56,7 +56,7 @@ def test_flops_walk_nested_and_sequential():
 
 
 def test_targets_from_results():
-    from kseg import benchsuite
+    from kseg.bench import suite as benchsuite
 
     runs = [
         {"section": "ceiling", "label": "tensorflow", "backend": "tensorflow",
@@ -91,12 +91,14 @@ def test_targets_from_results():
     assert met["kseg fit a peak memory <= 2 GB (camvid)"] == (2100.0, False)
     # 300 frames/s scored against 2 frames/s predicted by the faster network: 150x.
     assert met["confusion matrix >= 10x faster than full-frame prediction"] == (pytest.approx(150.0), True)
-    titles = [t[0] for t in benchsuite.tables(results)]
+    from kseg.bench.tables import tables
+
+    titles = [t[0] for t in tables(results)]
     assert titles[-1] == "Failed measurements" and "Targets" in titles
 
 
 def test_plan_quick_and_full():
-    from kseg import benchsuite
+    from kseg.bench import suite as benchsuite
 
     quick = benchsuite.plan(["unet"], quick=True, backends=["tensorflow", "jax"])
     assert [(s, b) for s, _, b, _ in quick] == [

@@ -55,7 +55,7 @@ def test_unet_one_epoch_on_camvid_then_eval_on_val(camvid_dir, tmp_path):
     assert fit.exit_code == 0, fit.output
     run = RunDir(runs / "unet")
     assert run.config["spec"]["classes"] == list(CAMVID.classes)
-    assert run.state["status"] == "finished"
+    assert run.state.status == "finished"
 
     ev = cli.invoke(main, ["eval", "unet", "--runs", str(runs), "--splits", "val,test", "--json"])
     assert ev.exit_code == 0, ev.output

@@ -395,7 +395,7 @@ def _tiny_model(pool=2):
 
 
 def test_predict_frames_pads_and_crops():
-    from kseg.data.frames import pad_to_stride, predict_frames
+    from kseg.inference.frames import pad_to_stride, predict_frames
 
     assert pad_to_stride(np.zeros((9, 11, 3)), 4).shape == (12, 12, 3)
     # 9x11 frame of 3 vertical colour bands, each a multiple of 2 wide except the last.
@@ -413,7 +413,7 @@ def test_predicting_frames_does_not_keep_the_model_alive():
     import gc
     import weakref
 
-    from kseg.data.frames import predict_frames
+    from kseg.inference.frames import predict_frames
 
     model = _tiny_model(2)
     predict_frames(model, np.zeros((1, 4, 4, 3), np.uint8), stride=2)
@@ -424,7 +424,7 @@ def test_predicting_frames_does_not_keep_the_model_alive():
 
 
 def test_predict_patch_grid_stitches_cells():
-    from kseg.data.frames import predict_patch_grid
+    from kseg.inference.frames import predict_patch_grid
 
     # 4 cells, each one colour: the stitched label map is the cell's dominant channel.
     image = np.zeros((12, 16, 3), np.uint8)

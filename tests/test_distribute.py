@@ -1,4 +1,4 @@
-"""kseg.distribute: one train step on 2 CPU replicas equals the same step on 1 device.
+"""kseg.training.distribute: one train step on 2 CPU replicas equals the same step on 1 device.
 
 Each check runs in a fresh process, because the device count is fixed at start-up:
 TensorFlow splits its CPU into 2 logical devices, JAX gets 2 host devices from
@@ -18,8 +18,8 @@ if os.environ["KERAS_BACKEND"] == "tensorflow":
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 import keras
-from kseg import distribute
-from kseg.metrics import segmentation_loss
+from kseg.training import distribute
+from kseg.losses import build_loss
 
 def build():
     inp = keras.Input((8, 8, 3))
@@ -39,7 +39,7 @@ def step(void):
         with distribute.strategy_scope(enabled):
             model = build()
             model.set_weights(w0)
-            model.compile(optimizer=keras.optimizers.SGD(0.1), loss=segmentation_loss(3))
+            model.compile(optimizer=keras.optimizers.SGD(0.1), loss=build_loss("ce", 3, 3))
         loss = model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0).history["loss"][0]
         out[str(enabled)] = {"loss": float(loss), "replicas": distribute.num_replicas(enabled),
                              "weights": [w.tolist() for w in model.get_weights()]}

@@ -234,7 +234,7 @@ def test_split_accumulator_hand_worked():
     loss = (ln 2 + ln 4/3 + ln 4) / 3.
     soft Dice: class 0: 2*0.5 / (1.5 + 1) = 0.4; class 1: 2*(0.75+0.25) / (1.5 + 2) = 4/7.
     """
-    from kseg.evaluate import SplitAccumulator
+    from kseg.inference.evaluate import SplitAccumulator
 
     l3 = math.log(3)
     logits = np.array([[[0, 0], [0, l3]], [[l3, 0], [9, -9]]], np.float32)  # (2, 2, K=2)

@@ -41,7 +41,7 @@ def _images(shape=(2, 16, 24, 3)):
      pytest.param("onnx", marks=pytest.mark.skipif(not HAS_ONNX, reason="needs tf2onnx and onnxruntime"))],
 )
 def test_export_matches_checkpoint(run_dir, tmp_path, fmt):
-    from kseg import export
+    from kseg.inference import export
     from kseg.runs import RunDir
 
     out = export.export_run(run_dir, fmt, tmp_path / f"model{export.SUFFIX[fmt]}")
@@ -54,7 +54,7 @@ def test_export_matches_checkpoint(run_dir, tmp_path, fmt):
 
 
 def test_default_path_and_replace(run_dir):
-    from kseg import export
+    from kseg.inference import export
 
     first = export.export_run(run_dir, "tf_saved_model")
     assert first == run_dir / "export" / "tiny_saved_model"
@@ -76,7 +76,7 @@ def test_bilinear_upsampling_needs_fixed_size(tmp_path):
     # Keras 3.15's image.resize cannot trace symbolic sizes; --size fixes H and W.
     import keras
 
-    from kseg import export
+    from kseg.inference import export
 
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(3, 1, name="segmentation_output")(inputs)
@@ -88,7 +88,7 @@ def test_bilinear_upsampling_needs_fixed_size(tmp_path):
 
 
 def test_not_a_run_dir(tmp_path):
-    from kseg import export
+    from kseg.inference import export
 
     with pytest.raises(KsegError, match="not a run directory"):
         export.export_run(tmp_path, "keras")

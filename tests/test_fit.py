@@ -98,10 +98,10 @@ def test_fit_writes_a_complete_run_directory(data_dir, trained):
 
     state = run.state
     val_acc = [float(r["val_accuracy"]) for r in rows]
-    assert state["status"] == "finished" and state["epoch"] == 2
-    assert state["best_value"] == pytest.approx(max(val_acc))
-    assert state["best_epoch"] == 1 + int(np.argmax(val_acc))
-    assert state["train_seconds"] == pytest.approx(sum(float(r["seconds"]) for r in rows), abs=0.01)
+    assert state.status == "finished" and state.epoch == 2
+    assert state.best_value == pytest.approx(max(val_acc))
+    assert state.best_epoch == 1 + int(np.argmax(val_acc))
+    assert state.train_seconds == pytest.approx(sum(float(r["seconds"]) for r in rows), abs=0.01)
 
     model = run.load_model("best")
     assert model.name == TINY
@@ -140,7 +140,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
     assert re.search(r"training loss became (nan|inf) at epoch 2", result.output)
     assert "checkpoints of epoch 1 are kept" in result.output
     assert run.best_path.read_bytes() == best and run.last_path.read_bytes() == last
-    assert run.state["status"] == "failed" and run.state["epoch"] == 1
+    assert run.state.status == "failed" and run.state.epoch == 1
     assert [r["epoch"] for r in run.history()] == [1]
 
     refused = fit(data_dir, tmp_path, "--epochs", "3")
@@ -148,8 +148,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path):
     fixed = fit(data_dir, tmp_path, "--epochs", "2", "--resume", "--lr", "1e-3")
     assert fixed.exit_code == 0, fixed.output
     assert [r["epoch"] for r in run.history()] == [1, 2]
-    assert run.state["epochs"] == 2 and run.config["epochs"] == 2 and run.config["lr"] == 1e-3
-    assert run.state["lr_changes"] == [{"epoch": 2, "lr": 1e12}, {"epoch": 2, "lr": 1e-3}]
+    assert run.state.epochs == 2 and run.config["epochs"] == 2 and run.config["lr"] == 1e-3
+    assert run.state.lr_changes == [{"epoch": 2, "lr": 1e12}, {"epoch": 2, "lr": 1e-3}]
 
 
 def test_checkpoint_of_another_model_is_rejected(data_dir, tmp_path, trained):
@@ -190,7 +190,7 @@ def test_fit_all_trains_each_registered_model_and_skips_finished(data_dir, train
     assert result.exit_code == 0, result.output
     assert f"{TINY}: " in result.output and "skipped" in result.output
     other = RunDir(runs / kseg_tiny.OTHER)
-    assert other.config["arch"] == kseg_tiny.OTHER and other.state["epoch"] == 2
+    assert other.config["arch"] == kseg_tiny.OTHER and other.state.epoch == 2
 
 
 @pytest.mark.parametrize(
@@ -209,7 +209,7 @@ def test_study_options_train_and_are_recorded(data_dir, tmp_path, options, confi
     assert run.config[config_key] == expected
     (row,) = read_history(run)
     assert all(math.isfinite(float(row[k])) for k in ("loss", "accuracy", "val_loss", "val_accuracy"))
-    assert run.state["status"] == "finished"
+    assert run.state.status == "finished"
 
 
 def test_jit_really_compiles_with_xla_and_refuses_determinism(data_dir, tmp_path, monkeypatch):

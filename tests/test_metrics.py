@@ -214,6 +214,7 @@ def keras_report():
     """Run every Keras-side check on the current backend; return plain numbers as JSON-able."""
     import keras
 
+    from kseg.losses import build_loss
     from kseg.metrics import keras_metrics as km
 
     rng = np.random.default_rng(4)
@@ -240,7 +241,7 @@ def keras_report():
     # Compiled path (jit on JAX, tf.function on TF): a 1x1-conv "model" on fixed logits.
     inputs = keras.Input((8, 8, k))
     model = keras.Model(inputs, keras.layers.Identity()(inputs))
-    model.compile(loss=km.segmentation_loss(void), metrics=km.training_metrics(k, void))
+    model.compile(loss=build_loss("ce", k, void), metrics=km.training_metrics(k, void))
     logs = model.evaluate(logits, y_true, batch_size=1, verbose=0, return_dict=True)
     out["evaluate"] = {key: float(v) for key, v in logs.items()}
 
@@ -248,7 +249,7 @@ def keras_report():
     dice.update_state(DICE_TRUE[None, :2], np.log(DICE_P[None, :2]))  # batch A
     dice.update_state(DICE_TRUE[None, 2:], np.log(DICE_P[None, 2:]))  # batch B
     out["soft_dice"] = float(dice.result())
-    out["loss"] = float(km.segmentation_loss(2)(LOSS_TRUE, LOSS_LOGITS))
+    out["loss"] = float(build_loss("ce", 2, 2)(LOSS_TRUE, LOSS_LOGITS))
 
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(miou))
     out["restored"] = [type(restored).__name__, restored.name, restored.num_classes, restored.ignore_index]
@@ -328,7 +329,7 @@ def test_soft_dice_is_accumulated_not_mean_of_batches():
 
 
 def test_measure_confusion_smoke():
-    from kseg.metrics.bench import measure_confusion
+    from kseg.bench.confusion import measure_confusion
 
     out = measure_confusion(num_frames=2, size=(8, 12), num_classes=4, repeats=1)
     assert out["agree"] is True

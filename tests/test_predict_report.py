@@ -12,7 +12,7 @@ from test_eval import make_run, write_dataset  # noqa: E402  (tests/ is on sys.p
 
 from kseg.cli import main
 from kseg.data.spec import CAMVID, DatasetSpec
-from kseg.predict import colorize, overlay
+from kseg.inference.predict import colorize, overlay
 
 
 @pytest.fixture(scope="module")
@@ -123,7 +123,7 @@ def test_predict_bad_image_names_file_and_keeps_earlier_outputs(study, tmp_path)
 
 
 def test_learning_curves_and_panel_png(tmp_path):
-    from kseg.figures import learning_curves, sample_panel
+    from kseg.reporting.figures import learning_curves, sample_panel
 
     rows = [
         {"epoch": 1, "loss": 2.0, "val_loss": 2.2, "accuracy": 0.3, "soft_dice": None},

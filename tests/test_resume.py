@@ -18,7 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from kseg.cli import main
-from kseg.runs import HISTORY_COLUMNS, RunDir
+from kseg.runs import HISTORY_COLUMNS, RunDir, RunState
 
 TINY = kseg_tiny.NAME
 TESTS = Path(__file__).parent
@@ -92,7 +92,7 @@ def assert_complete(run, reference):
     assert [r["epoch"] for r in rows] == list(range(1, EPOCHS + 1))
     assert numbers(rows) == numbers(reference)
     state = run.state
-    assert state["status"] == "finished" and state["epoch"] == EPOCHS
+    assert state.status == "finished" and state.epoch == EPOCHS
     assert not [p.name for p in run.path.glob(".*.*")]  # no pending checkpoint or temporary left
     assert run.load_model("best").output_shape[-1] == 11
 
@@ -108,8 +108,8 @@ def test_sigterm_then_sigkill_then_resume_gives_the_uninterrupted_history(data_d
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert "Stopped by SIGTERM" in err
     state = run.state
-    assert state["status"] == "interrupted" and state["message"] == "stopped by SIGTERM"
-    assert len(run.history()) == state["epoch"] >= 1
+    assert state.status == "interrupted" and state.message == "stopped by SIGTERM"
+    assert len(run.history()) == state.epoch >= 1
 
     # A checkpoint of another class count in place of last.keras is refused, by name.
     broken = tmp_path / "broken"
@@ -120,26 +120,26 @@ def test_sigterm_then_sigkill_then_resume_gives_the_uninterrupted_history(data_d
 
     # 2. The same command continues it; SIGKILL it about the middle of an epoch.
     proc = spawn(data_dir, tmp_path)
-    rows = wait_for_rows(run, state["epoch"] + 2, proc)
+    rows = wait_for_rows(run, state.epoch + 2, proc)
     time.sleep(rows[-1]["seconds"] / 2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     state = run.state
-    assert state["status"] == "running" and 1 <= state["epoch"] < EPOCHS
+    assert state.status == "running" and 1 <= state.epoch < EPOCHS
     # history.csv is written just before the commit, so it may lead it by one row.
-    assert len(run.history()) in (state["epoch"], state["epoch"] + 1)
+    assert len(run.history()) in (state.epoch, state.epoch + 1)
 
     # 3. And again: it ends exactly like the run that was never stopped.
     proc = spawn(data_dir, tmp_path)
     out, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert f"after epoch {state['epoch']}/{EPOCHS}" in out
+    assert f"after epoch {state.epoch}/{EPOCHS}" in out
     assert_complete(run, reference)
 
 
 def test_recover_finishes_committed_and_drops_uncommitted_checkpoints(tmp_path):
     run = RunDir(tmp_path)
-    run.write_state({"status": "running", "epoch": 3, "best_epoch": 3})
+    run.write_state(RunState(status="running", epoch=3, best_epoch=3))
     for name in ("last.keras", "best.keras"):
         (tmp_path / name).write_text("epoch 2")
     # Killed between the commit of epoch 3 and the renames:
@@ -153,7 +153,7 @@ def test_recover_finishes_committed_and_drops_uncommitted_checkpoints(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.keras", "last.keras", "state.json"]
 
     # Epoch 3 committed without a new best: its pending best copy must not win.
-    run.write_state({"status": "running", "epoch": 3, "best_epoch": 1})
+    run.write_state(RunState(status="running", epoch=3, best_epoch=1))
     run.pending_path("best", 3).write_text("epoch 3 again")
     run.recover()
     assert run.best_path.read_text() == "epoch 3"

@@ -1,4 +1,5 @@
-"""Geometric augmentation applied identically to an image patch and its mask.
+"""Augmentation: geometric warps applied identically to an image patch and its mask,
+and photometric jitter of the image alone.
 
 Why not keras.layers.RandomRotation/RandomZoom/RandomTranslation/RandomFlip with
 {"images", "segmentation_masks"} dicts? Keras 3.15 does warp masks with "nearest"
@@ -13,6 +14,18 @@ interpolation (BaseImagePreprocessingLayer.transform_segmentation_masks), but:
 So this module composes rotation, shift, zoom and horizontal flip into one 3x3 matrix
 and warps with numpy: bilinear for the image, nearest for the mask, 0 for image pixels
 and void for mask pixels that map outside the source.
+
+Photometric jitter (brightness, contrast, saturation, hue, gamma) is numpy too.
+keras.layers.RandomBrightness/RandomContrast/RandomSaturation/RandomHue, when called,
+draw from the layer's SeedGenerator (`self.generator`, whose state advances on every
+call), so a batch would depend on how many batches came before it. Their
+get_random_transformation(data, seed=int) followed by transform_images is stateless and
+could keep the rule, but it runs backend tensor ops (eager TensorFlow under the
+TensorFlow backend, on the accelerator under JAX or torch) inside PyDataset workers,
+Keras has no gamma layer, and four layers make four passes over the batch where
+adjust_colors composes brightness, contrast, saturation and hue into one 3x3 colour
+map per sample (a (16, 256, 256, 3) batch on 2 CPU cores: 46 ms through three Keras
+layers called that way, 12 ms through jitter_colors with gamma as well).
 """
 
 from dataclasses import dataclass
@@ -39,15 +52,19 @@ class AugmentConfig:
     @classmethod
     def coerce(cls, value):
         """True -> defaults, False/None -> None, a dict -> fields, a config -> itself."""
-        if value is None or value is False:
-            return None
-        if value is True:
-            return cls()
-        if isinstance(value, dict):
-            return cls(**value)
-        if isinstance(value, cls):
-            return value
-        raise ValueError(f"augment must be a bool, dict or AugmentConfig. Received: augment={value!r}")
+        return _coerce(cls, value, "augment")
+
+
+def _coerce(cls, value, arg):
+    if value is None or value is False:
+        return None
+    if value is True:
+        return cls()
+    if isinstance(value, dict):
+        return cls(**value)
+    if isinstance(value, cls):
+        return value
+    raise ValueError(f"{arg} must be a bool, dict or {cls.__name__}. Received: {arg}={value!r}")
 
 
 def random_matrix(rng, height, width, cfg):
@@ -122,6 +139,118 @@ def warp(image, mask, matrix, void=None):
 
 
 def augment_pair(image, mask, rng, cfg, void=None):
-    """One random affine warp drawn from `rng`, applied to both image and mask."""
+    """One random affine warp drawn from `rng`, applied to both image and mask.
+
+    A config of flips alone (no rotation, shift or zoom) flips by slicing instead: the
+    same result as the warp, without its 3.7 ms per 256 px patch.
+    """
+    if cfg.rotation == cfg.width_shift == cfg.height_shift == cfg.zoom == 0:
+        if cfg.hflip and rng.random() < 0.5:
+            image, mask = image[:, ::-1], mask[:, ::-1]
+        return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(mask)
     h, w = mask.shape
     return warp(image, mask, random_matrix(rng, h, w, cfg), void)
+
+
+# --- photometric jitter (image only) ------------------------------------------------
+
+LUMA = np.array([0.299, 0.587, 0.114])  # ITU-R BT.601, the grey level of saturation
+_RGB_TO_YIQ = np.array([LUMA, [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+_YIQ_TO_RGB = np.linalg.inv(_RGB_TO_YIQ)
+
+
+@dataclass(frozen=True)
+class PhotometricConfig:
+    """Ranges of the per-sample colour jitter, applied in this order to x in [0, 255]:
+
+    brightness: x * b, b uniform in [1 - brightness, 1 + brightness].
+    contrast: m + c (x - m), m the sample's mean grey level, c uniform in
+        [1 - contrast, 1 + contrast]. Pixels exactly 0 (those a crop or warp left
+        empty, and black ones) are left out of m and stay 0.
+    saturation: g + s (x - g), g the pixel's grey level (LUMA), s uniform in
+        [1 - saturation, 1 + saturation] (0 gives grey).
+    hue: degrees, uniform in [-hue, hue]: a rotation of the chroma plane in YIQ space,
+        which keeps grey levels (off by default: colour is a class cue in road scenes).
+    gamma: 255 (x / 255) ** g, g uniform in [1 - gamma, 1 + gamma] (g > 1 darkens).
+    The four linear steps compose into one 3x3 map plus an offset; the result is
+    clipped to [0, 255] once, before gamma.
+    """
+
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.0
+    gamma: float = 0.2
+
+    def __post_init__(self):
+        for name in ("brightness", "contrast", "saturation", "gamma"):
+            value = getattr(self, name)
+            if not 0 <= value <= 1 or (name == "gamma" and value == 1):
+                raise ValueError(f"photometric {name} must be in [0, 1] ([0, 1) for gamma). "
+                                 f"Received: {name}={value}")
+        if not 0 <= self.hue <= 180:
+            raise ValueError(f"photometric hue must be in [0, 180] degrees. Received: hue={self.hue}")
+
+    @classmethod
+    def coerce(cls, value):
+        """True -> defaults, False/None -> None, a dict -> fields, a config -> itself."""
+        return _coerce(cls, value, "photometric")
+
+
+def draw_photometric(rng, n, cfg):
+    """Factors for n samples, {name: (n,) array}, drawn from `rng` in a fixed order."""
+    def around_one(r):
+        return rng.uniform(1 - r, 1 + r, n)
+
+    return {"brightness": around_one(cfg.brightness), "contrast": around_one(cfg.contrast),
+            "saturation": around_one(cfg.saturation), "hue": rng.uniform(-cfg.hue, cfg.hue, n),
+            "gamma": around_one(cfg.gamma)}
+
+
+def color_matrices(saturation, hue):
+    """(B, 3, 3) maps RGB -> RGB: saturation about the grey level, then hue rotation."""
+    n = len(saturation)
+    s = np.asarray(saturation, np.float64)[:, None, None]
+    sat = s * np.eye(3) + (1 - s) * np.outer(np.ones(3), LUMA)  # g + s (x - g)
+    theta = np.deg2rad(np.asarray(hue, np.float64))
+    rot = np.zeros((n, 3, 3))
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1] = rot[:, 2, 2] = np.cos(theta)
+    rot[:, 1, 2], rot[:, 2, 1] = -np.sin(theta), np.sin(theta)
+    return _YIQ_TO_RGB @ rot @ _RGB_TO_YIQ @ sat
+
+
+def adjust_colors(x, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0, gamma=1.0):
+    """Jitter a batch x float32 (B, H, W, 3) in [0, 255]; returns a new float32 array.
+
+    Each factor is a scalar or a (B,) array (see PhotometricConfig for the formulas)."""
+    x = np.asarray(x, np.float32)
+    n = len(x)
+    b, c, s, h, g = (np.broadcast_to(np.asarray(f, np.float64), (n,))
+                     for f in (brightness, contrast, saturation, hue, gamma))
+    grey = x @ LUMA.astype(np.float32)  # (B, H, W)
+    data = grey > 0  # empty pixels are exactly 0 (so are black ones: same treatment)
+    count = np.count_nonzero(data.reshape(n, -1), axis=1)
+    mean = grey.reshape(n, -1).sum(axis=1, dtype=np.float64) / np.maximum(count, 1)
+    # b, then c, then S, then H: c b H S x + b m (1 - c), as S and H keep grey (1, 1, 1).
+    maps = ((c * b)[:, None, None] * color_matrices(s, h)).astype(np.float32)
+    offsets = (b * mean * (1 - c)).astype(np.float32)
+    out = np.empty_like(x)
+    pixels = x.reshape(n, -1, 3)
+    for i in range(n):  # a BLAS (H*W, 3) x (3, 3) product per sample: 3x faster than einsum
+        o = out[i].reshape(-1, 3)
+        np.matmul(pixels[i], maps[i].T, out=o)
+        o += offsets[i]
+        if count[i] < data[i].size:
+            o[~data[i].ravel()] = 0
+    np.clip(out, 0, 255, out=out)
+    if (g != 1).any():  # 255 (x / 255) ** g as x ** g * 255 ** (1 - g): one pass fewer
+        np.power(out, g.astype(np.float32)[:, None, None, None], out=out)
+        out *= (255.0 ** (1 - g)).astype(np.float32)[:, None, None, None]
+        np.minimum(out, 255, out=out)  # float rounding can pass 255 by a hair
+    return out
+
+
+def jitter_colors(x, rng, cfg):
+    """adjust_colors with factors drawn from `rng` for every sample of the batch x."""
+    return adjust_colors(x, **draw_photometric(rng, len(x), cfg))

@@ -3,7 +3,9 @@
 Grid mode (the study's): each frame is cut into R x C cells and every cell is resized
 to `patch` x `patch` (image bilinear, mask nearest), so CamVid's 367 training frames
 give 367 * 16 = 5872 patches with a 4x4 grid. Random-crop mode (`grid=None`): patches
-of `patch` x `patch` at native resolution, `crops_per_image` per frame and epoch.
+of `patch` x `patch` at native resolution, `crops_per_image` per frame and epoch,
+optionally with scale jitter (`scale`, see crops.py). `patch` may be (h, w).
+Photometric jitter (`photometric`, augment.py) then acts on the whole batch at once.
 
 Masks stay uint8 class indices end to end (never one-hot); void keeps its value.
 Frames are decoded into uint8 arrays up to a memory budget (`cache_mb`; CamVid train
@@ -20,7 +22,8 @@ import keras
 import numpy as np
 
 from kseg.data import io
-from kseg.data.augment import AugmentConfig, augment_pair
+from kseg.data.augment import AugmentConfig, PhotometricConfig, augment_pair, jitter_colors
+from kseg.data.crops import random_crop, scaled_crop  # noqa: F401 (random_crop re-exported)
 from kseg.data.io import grid_cells, resize_bilinear, resize_nearest  # noqa: F401 (re-exported)
 from kseg.errors import DataError
 
@@ -92,14 +95,20 @@ class Frames:
 
 
 class PatchDataset(keras.utils.PyDataset):
-    """Batches `(x float32 (B, p, p, 3) in [0, 255], y uint8 (B, p, p)[, w float32 (B, p, p)])`.
+    """Batches `(x float32 (B, h, w, 3) in [0, 255], y uint8 (B, h, w)[, w float32 (B, h, w)])`.
 
     Args:
         pairs: list of readers.Pair (or a Frames object to share decoded frames).
         spec: DatasetSpec (void value, number of classes).
-        batch_size, patch: batch size and patch side in pixels.
+        batch_size: patches per batch.
+        patch: patch side in pixels, or (h, w).
         grid: (rows, cols) for the study's grid, or None for random crops.
         augment: False, True (AugmentConfig defaults), a dict or an AugmentConfig.
+        scale: (lo, hi) scale jitter of random crops (grid=None): each crop is a window of
+            side patch / s, s log-uniform in [lo, hi], resized to the patch (s > 1
+            magnifies; see crops.scaled_crop). None or (1, 1): crops at native scale.
+        photometric: False, True (PhotometricConfig defaults), a dict or a
+            PhotometricConfig: colour jitter of the image (never the mask), per sample.
         shuffle: reshuffle patches every epoch (from (seed, epoch)).
         seed: base seed of shuffling, crops and augmentation.
         class_weights: (num_classes,) weights; adds per-pixel sample weights, void -> 0.
@@ -111,16 +120,21 @@ class PatchDataset(keras.utils.PyDataset):
 
     def __init__(self, pairs, spec, batch_size=16, patch=128, grid=(4, 4), augment=False,
                  shuffle=False, seed=0, class_weights=None, crops_per_image=16,
-                 indices=None, cache_mb=None, **pydataset_kwargs):
+                 indices=None, cache_mb=None, scale=None, photometric=False, **pydataset_kwargs):
         super().__init__(**pydataset_kwargs)
-        if int(batch_size) < 1 or int(patch) < 1:
-            raise ValueError(f"batch_size and patch must be >= 1. Received: "
-                             f"batch_size={batch_size}, patch={patch}")
+        size = (patch, patch) if np.ndim(patch) == 0 else tuple(patch)
+        if int(batch_size) < 1 or len(size) != 2 or min(int(v) for v in size) < 1:
+            raise ValueError(f"batch_size and patch must be >= 1 (patch: an int or (h, w)). "
+                             f"Received: batch_size={batch_size}, patch={patch}")
         self.frames = pairs if isinstance(pairs, Frames) else Frames(pairs, spec, cache_mb)
-        self.spec, self.batch_size, self.patch = spec, int(batch_size), int(patch)
+        self.spec, self.batch_size = spec, int(batch_size)
+        self.size = tuple(int(v) for v in size)
+        self.patch = int(patch) if np.ndim(patch) == 0 else self.size
         self.grid = tuple(int(g) for g in grid) if grid else None
         self.per_image = self.grid[0] * self.grid[1] if self.grid else int(crops_per_image)
         self.augment = AugmentConfig.coerce(augment)
+        self.scale = _check_scale(scale, self.grid)
+        self.photometric = PhotometricConfig.coerce(photometric)
         self.shuffle, self.seed, self.epoch = bool(shuffle), int(seed), 0
         total = len(self.frames) * self.per_image
         self.indices = np.arange(total) if indices is None else np.asarray(indices, np.int64)
@@ -164,54 +178,60 @@ class PatchDataset(keras.utils.PyDataset):
             raise IndexError(f"batch {index} out of range ({len(self)} batches)")
         ids = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
-        p = self.patch
-        x = np.empty((len(ids), p, p, 3), np.float32)
-        y = np.empty((len(ids), p, p), np.uint8)
+        x = np.empty((len(ids), *self.size, 3), np.float32)
+        y = np.empty((len(ids), *self.size), np.uint8)
         frames = self.frames.take(int(pid) // self.per_image for pid in ids)
         for k, pid in enumerate(ids):
             x[k], y[k] = self.patch_at(int(pid), rng, frames)
+        if self.photometric is not None:  # drawn after every patch: the same rng stream
+            x = jitter_colors(x, rng, self.photometric)
         if self.class_weights is None:
             return x, y
         return x, y, self.class_weights[y]
 
     def patch_at(self, pid, rng, frames=None):
-        """Patch `pid` (frame pid // per_image): float32 (p, p, 3), uint8 (p, p).
+        """Patch `pid` (frame pid // per_image): float32 (h, w, 3), uint8 (h, w).
 
-        `frames`: {frame index: (image, mask)} already decoded (see `Frames.take`)."""
+        `frames`: {frame index: (image, mask)} already decoded (see `Frames.take`).
+        Photometric jitter is not applied here: it acts on whole batches."""
         frame, cell = divmod(pid, self.per_image)
         image, mask = frames[frame] if frames else self.frames[frame]
-        p, void = self.patch, self.spec.void
+        size, void = self.size, self.spec.void
         if self.grid:
             y0, y1, x0, x1 = grid_cells(*mask.shape, self.grid)[cell]
-            img = resize_bilinear(image[y0:y1, x0:x1], (p, p))
-            msk = resize_nearest(mask[y0:y1, x0:x1], (p, p))
+            img = resize_bilinear(image[y0:y1, x0:x1], size)
+            msk = resize_nearest(mask[y0:y1, x0:x1], size)
+        elif self.scale:
+            img, msk = scaled_crop(image, mask, size, rng, self.scale, void)
         else:
-            img, msk = random_crop(image, mask, p, rng, void)
+            img, msk = random_crop(image, mask, size, rng, void)
         if self.augment is not None:
             img, msk = augment_pair(img, msk, rng, self.augment, void)
         return img, msk
 
 
-def random_crop(image, mask, p, rng, void):
-    """A p x p crop at a uniform position; frames smaller than p are padded (0 / void)."""
-    h, w = mask.shape
-    ph, pw = max(p - h, 0), max(p - w, 0)
-    if ph or pw:
-        mode = dict(mode="constant") if void is not None else dict(mode="edge")
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), **mode)
-        mask = np.pad(mask, ((0, ph), (0, pw)), **mode,
-                      **({"constant_values": void} if void is not None else {}))
-        h, w = mask.shape
-    y0, x0 = rng.integers(0, h - p + 1), rng.integers(0, w - p + 1)
-    return image[y0:y0 + p, x0:x0 + p].astype(np.float32), mask[y0:y0 + p, x0:x0 + p].copy()
+def _check_scale(scale, grid):
+    """None for no scale jitter, else (lo, hi) with 0 < lo <= hi."""
+    if scale is None:
+        return None
+    if np.ndim(scale) != 1 or len(scale) != 2 or not 0 < float(scale[0]) <= float(scale[1]):
+        raise ValueError(f"scale must be (lo, hi) with 0 < lo <= hi. Received: scale={scale}")
+    lo, hi = float(scale[0]), float(scale[1])
+    if (lo, hi) == (1.0, 1.0):
+        return None
+    if grid:
+        raise ValueError(f"scale jitter applies to random crops (grid=None). "
+                         f"Received: scale={scale}, grid={grid}")
+    return lo, hi
 
 
 def split_patches(dataset, fraction=0.2, seed=0):
     """The study's split: a seeded `fraction` of a PatchDataset's patches for validation.
 
     Returns (train, val) PatchDatasets sharing the decoded frames; val has no
-    augmentation and no shuffling. Patches of one frame land on both sides, so
-    validation scores are optimistic: the honest default validates on val/ instead.
+    augmentation (geometric, scale or photometric) and no shuffling. Patches of one
+    frame land on both sides, so validation scores are optimistic: the honest default
+    validates on val/ instead.
     """
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1). Received: fraction={fraction}")
@@ -223,7 +243,8 @@ def split_patches(dataset, fraction=0.2, seed=0):
                   workers=dataset.workers, use_multiprocessing=dataset.use_multiprocessing)
     cw = dataset.class_weights[:dataset.spec.num_classes] if dataset.class_weights is not None else None
     train = PatchDataset(dataset.frames, augment=dataset.augment or False, shuffle=dataset.shuffle,
-                         class_weights=cw, indices=np.sort(ids[n_val:]), **common)
+                         class_weights=cw, indices=np.sort(ids[n_val:]), scale=dataset.scale,
+                         photometric=dataset.photometric or False, **common)
     val = PatchDataset(dataset.frames, augment=False, shuffle=False, class_weights=cw,
                        indices=np.sort(ids[:n_val]), **common)
     return train, val

@@ -2,13 +2,14 @@
 
 numpy (evaluation): `confusion_matrix`, `ConfusionAccumulator`, `scores`,
 `cross_entropy_sum`, `split_loss`, `SoftDiceAccumulator`. Keras (training logs, any backend):
-`kseg.metrics.keras_metrics` (imported lazily, so numpy-only users skip keras).
+`kseg.metrics.keras_metrics` (imported lazily, so numpy-only users skip keras). The
+training losses live in kseg.losses.
 Definitions: docs/metrics.md.
 """
 
 from kseg.metrics.confusion import ConfusionAccumulator, confusion_matrix
 from kseg.metrics.loss import cross_entropy_sum, split_loss
-from kseg.metrics.scores import SCORE_NAMES, per_class_counts, scores, summary
+from kseg.metrics.scores import SCORE_NAMES, per_class_counts, scores
 from kseg.metrics.soft_dice import SoftDiceAccumulator
 
 __all__ = [
@@ -20,9 +21,7 @@ __all__ = [
     "per_class_counts",
     "scores",
     "split_loss",
-    "summary",
     "training_metrics",
-    "segmentation_loss",
 ]
 
 
@@ -32,9 +31,3 @@ def training_metrics(num_classes, ignore_index=None):
 
     return _training_metrics(num_classes, ignore_index)
 
-
-def segmentation_loss(ignore_index=None):
-    """Sparse categorical cross-entropy from logits, void ignored (see keras_metrics)."""
-    from kseg.metrics.keras_metrics import segmentation_loss as _segmentation_loss
-
-    return _segmentation_loss(ignore_index)

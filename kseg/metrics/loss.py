@@ -1,7 +1,7 @@
 """The training loss, evaluated on a whole split with numpy.
 
 Training minimises sparse categorical cross-entropy from logits with void pixels
-ignored (`keras_metrics.segmentation_loss`). Keras averages it per batch; over a split
+ignored (`kseg.losses`, term "ce"). Keras averages it per batch; over a split
 the right number is sum over all non-void pixels / their count, so batches of different
 sizes or void fractions weigh by pixel, not by batch. `cross_entropy_sum` returns that
 (sum, count) pair for one batch; `split_loss` adds the pairs up.

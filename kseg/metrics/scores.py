@@ -130,8 +130,3 @@ def scores(cm):
         out[f"{name}_per_class"] = values
     out["miou"] = out["iou"]
     return out
-
-
-def summary(result, names=("accuracy", "miou", "precision", "sensitivity", "specificity", "f1", "dice")):
-    """The scalar entries of a `scores()` dict as plain floats (for JSON and tables)."""
-    return {name: float(result[name]) for name in names}

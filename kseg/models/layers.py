@@ -33,11 +33,30 @@ def check_args(name, num_classes, input_shape, stride, activation):
         raise KsegError(f"{name}: activation must be one of {ACTIVATIONS}. Received: {activation!r}")
 
 
-def image_input(input_shape):
-    """`(image, x)`: the float32 [0, 255] image input and its [-1, 1] rescaled tensor."""
+# ImageNet statistics of [0, 1] RGB, as torchvision and timm normalise for their ResNets.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PREPROCESSING_MODES = ("tf", "torch")
+
+
+def image_input(input_shape, mode="tf"):
+    """`(image, x)`: the float32 [0, 255] image input and its normalised tensor.
+
+    mode: "tf" (default) rescales to [-1, 1], x/127.5 - 1, the Xception convention;
+    "torch" applies torchvision's ImageNet normalisation, (x/255 - mean)/std per channel,
+    for encoders with PyTorch weights (keras.applications' preprocess modes).
+    Either way a builtin `Rescaling` named `preprocess`, so the models take raw pixels.
+    """
     image = keras.Input(shape=tuple(input_shape), name="image")  # (B, H, W, 3) in [0, 255]
-    # The Xception/"tf" convention, x/127.5 - 1; the models then take raw pixels.
-    x = layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(image)
+    if mode == "tf":
+        x = layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(image)
+    elif mode == "torch":
+        # (x/255 - mean)/std = x * 1/(255 std) - mean/std; lists serialise as JSON.
+        scale = [1 / (255 * s) for s in IMAGENET_STD]
+        offset = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+        x = layers.Rescaling(scale, offset=offset, name="preprocess")(image)
+    else:
+        raise KsegError(f"preprocessing mode must be one of {PREPROCESSING_MODES}. Received: {mode!r}")
     return image, x
 
 
@@ -46,18 +65,39 @@ def batch_norm(name, epsilon=1e-3):
     return layers.BatchNormalization(momentum=BN_MOMENTUM, epsilon=epsilon, name=name)
 
 
-def conv_bn_relu(x, filters, kernel_size, name, strides=1, dilation_rate=1, relu=True):
-    """Conv (no bias: BN's beta replaces it) + BN [+ ReLU], named `{name}_conv/_bn/_relu`."""
+def conv_bn_relu(
+    x,
+    filters,
+    kernel_size,
+    name,
+    strides=1,
+    dilation_rate=1,
+    relu=True,
+    epsilon=1.001e-5,
+    symmetric_padding=False,
+):
+    """Conv (no bias: BN's beta replaces it) + BN [+ ReLU], named `{name}_conv/_bn/_relu`.
+
+    epsilon: BN epsilon; 1.001e-5 is keras.applications' ResNet value, PyTorch's is 1e-5.
+    symmetric_padding: for a strided conv, pad d*(k//2) on every side (`{name}_pad`) and
+        convolve "valid", as PyTorch does. "same" pads the odd pixel only at the bottom
+        and right, which samples a grid shifted by one pixel from PyTorch's on even
+        inputs. Output shapes are equal either way; stride-1 "same" is already symmetric.
+    """
+    padding = "same"
+    if symmetric_padding and strides != 1 and kernel_size > 1:
+        x = layers.ZeroPadding2D(dilation_rate * (kernel_size // 2), name=f"{name}_pad")(x)
+        padding = "valid"
     x = layers.Conv2D(
         filters,
         kernel_size,
         strides=strides,
         dilation_rate=dilation_rate,
-        padding="same",
+        padding=padding,
         use_bias=False,
         name=f"{name}_conv",
     )(x)
-    x = batch_norm(f"{name}_bn", epsilon=1.001e-5)(x)
+    x = batch_norm(f"{name}_bn", epsilon=epsilon)(x)
     return layers.Activation("relu", name=f"{name}_relu")(x) if relu else x
 
 

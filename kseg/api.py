@@ -1,0 +1,88 @@
+"""The Python API: `kseg.fit`, `kseg.evaluate`, `kseg.predict`, `kseg.load_run`.
+
+Each CLI verb is a thin wrapper over the function of the same name here, so a
+notebook and a terminal run the same code with the same settings and checks.
+"""
+
+from pathlib import Path
+
+from kseg.errors import KsegError
+from kseg.runs import RunDir, resolve_runs
+
+
+def fit(arch=None, data=None, *, runs="runs", name=None, resume=False, recipe=None, config=None,
+        progress=None, max_steps=None, **settings):
+    """Train `arch` and return its run (a `kseg.runs.RunDir`: config, history, best model).
+
+    Settings are FitConfig's fields (`epochs=5`, `loss="ce+dice"`, `grid=None` for
+    crops ...), over `recipe` (a shipped name such as "camvid", or a JSON file) and
+    `config` (a JSON file, e.g. an earlier run's config.json). `max_steps` caps the
+    batches of each epoch. Progress shows as a live bar in a terminal or notebook.
+    """
+    from kseg.training.loop import fit as fit_run
+    from kseg.training.recipes import resolve
+
+    if data is not None:
+        settings["data"] = str(data)
+    cfg, explicit = resolve(arch, recipe=recipe, config=config, **settings)
+    return fit_run(cfg, runs=runs, name=name, resume=resume, explicit=explicit, progress=progress,
+                   max_steps=max_steps)
+
+
+def load_run(run, runs="runs"):
+    """A run directory by path or by name under `runs`; `.history()`, `.config`,
+    `.state`, `.load_model("best")`."""
+    if isinstance(run, RunDir):
+        return run
+    return resolve_runs([str(run)], runs)[0]
+
+
+def evaluate(run, splits=("val", "test"), data=None, patches=False, runs="runs", write=True, log=None):
+    """Scores of a run's best model on whole splits, as the dict eval.json holds.
+
+    `patches=True` scores with the study's patch grid instead of whole frames. With
+    `write`, eval.json and eval.md are written into the run directory.
+    """
+    from kseg.inference.evaluate import evaluate_run, write_eval_json
+    from kseg.reporting.tables import write_eval_markdown
+
+    run = load_run(run, runs)
+    result = evaluate_run(run, list(splits), data=data, patches=patches, log=log)
+    if write:
+        write_eval_json(run, result)
+        write_eval_markdown(run, result)
+    return result
+
+
+def predict(run, images, out=None, patches=False, runs="runs", on_written=None):
+    """Label maps of `images` (paths, folders, globs, or (H, W, 3) arrays).
+
+    Without `out`, returns a list of uint8 (H, W) label maps. With `out`, writes each
+    image's colour mask and overlay there as it goes, and returns
+    `[(image, mask_path, overlay_path)]`.
+    """
+    from kseg.inference import predict as pr
+    from kseg.inference.frames import predict_labels
+
+    run = load_run(run, runs)
+    model = run.load_model("best")
+    grid = run.grid() if patches else None
+    if out is None:
+        arrays = [image if not isinstance(image, (str, Path)) else pr.read_input_image(image)
+                  for image in _expand(images)]
+        return [predict_labels(model, image, run.stride, grid) for image in arrays]
+    paths = pr.expand_inputs(images, out)
+    pr.check_unique_stems(paths)
+    return pr.predict_images(model, paths, run.spec, Path(out), run.stride, grid, on_written=on_written)
+
+
+def _expand(images):
+    from kseg.inference.predict import expand_inputs
+
+    if isinstance(images, (str, Path)):
+        images = [images]
+    if all(isinstance(i, (str, Path)) for i in images):
+        return expand_inputs(images)
+    if any(isinstance(i, (str, Path)) for i in images):
+        raise KsegError("predict takes image paths or arrays, not a mix of both.")
+    return list(images)

@@ -1,0 +1,1 @@
+"""Benchmarks: throughput and memory against this machine's own conv ceiling (`kseg bench`)."""

@@ -1,0 +1,59 @@
+"""`kseg bench`'s results as tables: `[(title, columns, rows)]` for Rich or Markdown."""
+
+
+def tables(results):
+    """`[(title, columns, rows)]` for Rich or Markdown."""
+    runs = results["runs"]
+    ok = [r for r in runs if "error" not in r["result"]]
+    out = []
+    rows = [(r["label"], r["result"]["gflops"], r["result"]["seconds_per_step"]) for r in ok
+            if r["section"] == "ceiling"]
+    out.append(("Ceiling: 3x3 conv train step, 16x32x32x128 (3 x 2*B*H*W*C*C*9 FLOPs)",
+                ["backend", "GFLOP/s", "s/step"], rows))
+    rows = []
+    for r in ok:
+        if r["section"] == "network":
+            n = r["result"]
+            rows.append((n["arch"], n["flops_per_patch"] / 1e9, n["train_patches_per_s"], _pct(n, "train"),
+                         _pct(n, "train", "_local"), n["predict_patches_per_s"], _pct(n, "predict"),
+                         _pct(n, "predict", "_local"), n.get("frame_fps"), n.get("grid_fps"),
+                         n.get("frame_speedup"), n["peak_rss_mb"]))
+    out.append(("Networks (TensorFlow, float32; 128x128 patches, batch 16; frames 360x480)",
+                ["network", "GFLOP/patch", "train patch/s", "train % ceil", "train % paired",
+                 "predict patch/s", "predict % ceil", "predict % paired", "frame/s", "grid frame/s",
+                 "frame speedup", "peak MB"],
+                rows))
+    rows = [(r["label"], r["backend"], r["result"]["train_patches_per_s"], _pct(r["result"], "train"),
+             _pct(r["result"], "train", "_local"), r["result"]["predict_patches_per_s"],
+             _pct(r["result"], "predict"), _pct(r["result"], "predict", "_local"), r["result"]["peak_rss_mb"])
+            for r in ok if r["section"] == "variant"]
+    if rows:
+        out.append(("Backends, precision and XLA (train and predict only)",
+                    ["network", "backend / variant", "train patch/s", "train % ceil", "train % paired",
+                     "predict patch/s", "predict % ceil", "predict % paired", "peak MB"], rows))
+    rows = [(r["label"], r["result"].get("patches_per_second"), r["result"].get("frames"),
+             r["result"].get("steps"), r["result"].get("peak_rss_mb")) for r in ok
+            if r["section"] in ("pipeline", "fit_memory")]
+    out.append(("Data pipeline (label: dataset) and `kseg fit` memory (label: network)",
+                ["run", "patches/s", "frames", "fit steps", "peak MB"], rows))
+    rows = [(r["label"], r["result"]["numpy_fps"], r["result"]["keras_fps"], r["result"]["agree"]) for r in ok
+            if r["section"] == "confusion"]
+    if rows:
+        out.append(("Confusion matrix of full frames (numpy for eval, Keras metric for training logs)",
+                    ["frames", "numpy frames/s", "keras frames/s", "same matrix"], rows))
+    rows = [(t["target"], t["goal"], t["measured"], "yes" if t["met"] else "NO") for t in results["targets"]]
+    out.append(("Targets", ["target", "goal", "measured", "met"], rows))
+    errors = [(r["section"], r["label"], r["backend"], r["result"]["error"])
+              for r in runs if "error" in r["result"]]
+    errors += [("frames", r["label"], r["backend"], r["result"]["frames_error"])
+               for r in ok if "frames_error" in r["result"]]
+    if errors:
+        out.append(("Failed measurements", ["section", "label", "backend", "error"], errors))
+    return out
+
+
+def _pct(result, kind, which=""):
+    # "% ceil": of the machine's best ceiling run; "% paired": of the same process's
+    # ceiling steps interleaved with the network's (see kseg.bench.paired_ratio).
+    value = result.get(f"{kind}_of{which}_ceiling")
+    return None if value is None else 100 * value

@@ -1,0 +1,56 @@
+"""`kseg bench`: throughput and memory of each network against this machine's ceiling."""
+
+import click
+
+from kseg import output
+from kseg.errors import KsegError
+
+
+@click.command("bench")
+@click.argument("archs", nargs=-1)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), help="Also write all results to FILE.")
+@click.option("--quick", is_flag=True, help="2 timed steps, no precision/XLA variants, a short fit.")
+@click.option("--backends", default=None, help="Comma-separated (default: every installed one of "
+              "tensorflow, jax, torch).")
+@click.option("--no-variants", is_flag=True, help="Skip the XLA, mixed-precision and determinism variants.")
+@click.option("--data", type=click.Path(file_okay=False, exists=True),
+              help="CamVid root for the pipeline and fit-memory runs (default: $KSEG_CAMVID or "
+                   "../shared/camvid, else the synthetic scenes).")
+@click.option("--steps", type=int, help="Timed steps per figure (default 5, or 2 with --quick).")
+@click.option("--patch", default=128, show_default=True, type=int, help="Patch side (the study's: 128).")
+@click.option("--batch-size", default=16, show_default=True, type=int, help="Batch (the study's: 16).")
+@click.option("--ceiling-shape", hidden=True, help="B,H,W,C of the ceiling convolution (tests).")
+@click.option("--fit-arch", default="unet", show_default=True,
+              help="Network of the `kseg fit` memory run ('' skips it).")
+def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, batch_size, ceiling_shape,
+          fit_arch):
+    """Measure ARCHS (default: all) at the study's settings; every process is a fresh one."""
+    from kseg import atomic, registry
+    from kseg.bench import suite as benchsuite
+    from kseg.bench.tables import tables
+
+    archs = list(archs) or registry.list_models()
+    # Unknown names fail here, with the known ones. Models registered by a module that is
+    # not an entry point (a test's tiny model) are imported again in each worker.
+    modules = {registry.get_entry(a).builder.__module__ for a in archs}
+    plugins = sorted(m for m in modules if m not in registry.BUILTIN_MODULES)
+    chosen = backends.split(",") if backends else benchsuite.available_backends()
+    unknown = sorted(set(chosen) - set(benchsuite.BACKENDS))
+    if unknown:
+        known = ", ".join(benchsuite.BACKENDS)
+        raise KsegError(f"Unknown backend(s) {', '.join(unknown)}; choose from {known}.")
+    data = data or benchsuite.default_data()
+    jobs = benchsuite.plan(archs, quick=quick, backends=chosen, variants=not no_variants, data=data,
+                           steps=steps, patch=patch, batch_size=batch_size, fit_arch=fit_arch or None,
+                           plugins=plugins, ceiling_shape=_shape(ceiling_shape))
+    progress = lambda text: output.err_console.print(text, highlight=False)  # noqa: E731
+    results = benchsuite.run_suite(jobs, progress=progress)
+    for title, columns, rows in tables(results):
+        output.print_table(title, columns, rows, digits=2)
+    if json_path:
+        atomic.write_json(json_path, results)
+        output.err_console.print(f"Wrote {json_path}.", highlight=False)
+
+
+def _shape(text):
+    return [int(v) for v in text.split(",")] if text else None

@@ -1,0 +1,53 @@
+"""`kseg eval`: score runs on whole splits and print the study's Tables I and II."""
+
+import click
+
+from kseg.cli import options
+
+
+def _parse_splits(ctx, param, value):
+    from kseg.data.readers import SPLITS
+
+    splits = [s.strip() for s in value.split(",") if s.strip()]
+    bad = [s for s in splits if s not in SPLITS]
+    if bad or not splits:
+        raise click.BadParameter(f"{value!r}: use a comma-separated subset of {','.join(SPLITS)}")
+    return list(dict.fromkeys(splits))
+
+
+@click.command("eval")
+@click.argument("runs", nargs=-1)
+@click.option("--all", "all_runs", is_flag=True,
+              help="Evaluate every run under --runs (also the default when no RUN is named).")
+@options.runs_root
+@click.option("--splits", default="val,test", show_default=True, callback=_parse_splits,
+              help="Comma-separated splits to score: train,val,test.")
+@click.option("--full-frame/--patches", "full_frame", default=True,
+              help="Whole frames padded to the network stride (default), or the study's patch grid.")
+@click.option("--per-class", is_flag=True, help="Also print per-class IoU (one row per class).")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
+@click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Dataset folder to use instead of the one in each run's config.")
+def evaluate(runs, all_runs, runs_root, splits, full_frame, per_class, as_json, data):
+    """Evaluate RUNs (names under --runs, or paths) and write eval.json/eval.md into each."""
+    from kseg import api
+    from kseg import output
+    from kseg.reporting import tables
+    from kseg.runs import resolve_runs
+
+    say = lambda line: output.err_console.print(line, soft_wrap=True, markup=False)  # noqa: E731
+    results = []
+    for run in resolve_runs(runs, runs_root, all_runs, log=say):
+        if not as_json:
+            say(f"evaluating {run.name} on {', '.join(splits)} ...")
+        results.append(api.evaluate(run, splits, data=data, patches=not full_frame, log=say))
+    if as_json:
+        output.print_json(results)
+        return
+    mode = "patch grid" if not full_frame else "full frames"
+    for split in tables.result_splits(results):
+        output.print_table(f"Table I: {split}", *tables.table1(results, split), caption=mode)
+        if per_class:
+            output.print_table(f"IoU per class: {split}", *tables.per_class_table(results, split))
+    output.print_table("Table II: times", *tables.table2(results), digits=2,
+                       caption="predict ms/frame: network call only, after one warm-up frame")

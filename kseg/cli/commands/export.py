@@ -1,0 +1,39 @@
+"""`kseg export`: a run's checkpoint as a .keras file, a TF SavedModel or ONNX."""
+
+import os
+import sys
+
+import click
+
+from kseg import output
+
+FORMATS = ("keras", "tf_saved_model", "onnx")  # kseg.inference.export.FORMATS, without importing Keras
+
+
+@click.command("export")
+@click.argument("run", type=click.Path(exists=True, file_okay=False))
+@click.option("--format", "fmt", default="keras", show_default=True, type=click.Choice(FORMATS))
+@click.option("--out", type=click.Path(), help="Output file or folder (default: RUN/export/<arch><suffix>).")
+@click.option("--which", default="best", show_default=True, type=click.Choice(["best", "last"]),
+              help="Which checkpoint to export.")
+@click.option("--size", metavar="HxW", help="Fix the input size of tf_saved_model/onnx (default: dynamic).")
+@click.option("--check/--no-check", default=True, show_default=True,
+              help="Reload the export and compare its logits with the checkpoint's.")
+def export(run, fmt, out, which, size, check):
+    """Export RUN's checkpoint; --check compares the export's logits with the checkpoint's."""
+    if fmt != "keras" and "keras" not in sys.modules:
+        # SavedModel and ONNX are traced by TensorFlow (see kseg/export.py).
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+    from kseg.inference import export as exporter
+    from kseg.parsing import parse_hw
+    from kseg.runs import RunDir
+
+    run_dir = RunDir(run)
+    hw = parse_hw(size, "--size") if size else None
+    path = exporter.export_run(run, fmt, out, which, size=hw)
+    output.console.print(f"Wrote {path} ({fmt}).", highlight=False)
+    if check:
+        model = run_dir.load_model(which)
+        h, w = hw or (2 * run_dir.stride, 3 * run_dir.stride)
+        diff = exporter.check_export(model, path, fmt, shape=(1, h, w, 3))
+        output.console.print(f"Checked: largest logit difference {diff:.2e}.", highlight=False)

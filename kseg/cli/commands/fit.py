@@ -1,0 +1,57 @@
+"""`kseg fit`: train one registered network, or all of them, into run directories."""
+
+import click
+
+from kseg import output
+from kseg.cli import options
+from kseg.errors import KsegError
+
+
+@click.command("fit")
+@click.argument("arch", required=False)
+@click.option("--all", "all_models", is_flag=True, help="Train every registered model, one after the other.")
+@click.option("--recipe", help="Start from a recipe: a shipped name (study, camvid) or a JSON file.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Settings from a JSON file (e.g. a run's config.json); options override it.")
+@click.option("--crops", is_flag=True, help="Random native-resolution crops instead of the grid.")
+@options.config_options
+@options.runs_root
+@click.option("--name", help="Run directory name (default: the architecture).")
+@click.option("--resume", is_flag=True, help="Continue a run (also one that failed); interrupted runs "
+              "continue anyway.")
+@click.option("--live/--plain", default=None, help="Progress bar or one line per epoch (default: bar on a "
+              "terminal).")
+def fit(arch, all_models, recipe, config_file, crops, runs_root, name, resume, live, **settings):
+    """Train ARCH (or --all) on patches; writes runs/<name>/ and resumes interrupted runs."""
+    from kseg import api
+    from kseg import registry
+
+    if all_models and arch:
+        raise KsegError("Give an architecture (see `kseg models`) or --all, not both.")
+    if not all_models and not arch and not config_file:
+        raise KsegError("Give an architecture (see `kseg models`), --all, or a --config that names one.")
+    if all_models and (name or settings["model_kwargs"]):
+        raise KsegError("--name and --model-arg apply to one architecture; drop them with --all.")
+    settings["model_kwargs"] = settings["model_kwargs"] or None
+    settings = {k: v for k, v in settings.items() if v is not None}  # None: not given
+    if crops:
+        settings["grid"] = None  # random crops (over any --grid): an explicit value, unlike no --grid
+    for a in registry.list_models() if all_models else [arch]:
+        try:
+            run = api.fit(a, runs=runs_root, name=name, resume=resume, recipe=recipe, config=config_file,
+                           progress=live, **settings)
+        except KsegError as exc:
+            if all_models and "already finished" in exc.message:
+                output.console.print(f"{a}: {exc.message.split(';')[0]}; skipped.", highlight=False,
+                                     soft_wrap=True)
+                continue
+            raise
+        _summary(run)
+
+
+def _summary(run):
+    state = run.state
+    best = (f"{state.monitor} {state.best_value:.4f} at epoch {state.best_epoch}"
+            if state.best_value is not None else "no best yet")
+    output.console.print(f"[bold]{run.path}[/]: {state.epoch} epochs, best {best}, "
+                         f"{state.train_seconds:.1f}s training.", highlight=False, soft_wrap=True)

@@ -1,0 +1,157 @@
+"""Score a run on whole splits: the numbers behind the study's Table I and Table II.
+
+Every score of a split comes from ONE confusion matrix accumulated over all its frames
+(`kseg.metrics.scores`), never from an average of per-frame scores. The loss is the
+training loss (cross-entropy, void ignored) summed over all non-void pixels of the
+split and divided by their count. Soft Dice is computed from the softmax
+probabilities over the whole split: per class 2*sum(p*y) / (sum(p) + sum(y)), macro
+averaged over the classes present in the labels (as `keras_metrics.SoftDice`).
+
+Times: `eval_seconds` is the whole split (reading, predicting, scoring);
+`predict_ms_per_frame` is the network call alone (pad, predict, crop) per frame. One
+untimed warm-up frame runs first, so graph tracing is not counted as prediction.
+"""
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kseg.errors import KsegError
+from kseg.inference.frames import frame_logits
+
+DEFAULT_SPLITS = ("val", "test")
+
+
+class SplitAccumulator:
+    """Sums over a split: confusion matrix, cross-entropy and soft-Dice terms.
+
+    `update(logits, y_true)` takes one frame or batch: logits float (..., K), labels
+    (...) with void = `ignore_index`.
+    """
+
+    def __init__(self, num_classes, ignore_index=None):
+        from kseg.metrics import ConfusionAccumulator, SoftDiceAccumulator
+
+        self.cm = ConfusionAccumulator(num_classes, ignore_index)
+        self.soft_dice = SoftDiceAccumulator(num_classes, ignore_index)
+        self.ignore_index = ignore_index
+        self.loss_sum, self.pixels = 0.0, 0
+
+    def update(self, logits, y_true):
+        from kseg.metrics import cross_entropy_sum
+
+        logits = np.asarray(logits, np.float32)
+        y_true = np.asarray(y_true)
+        self.cm.update(y_true, logits.argmax(-1).astype(np.uint8))
+        s, n = cross_entropy_sum(logits, y_true, self.ignore_index)
+        self.loss_sum, self.pixels = self.loss_sum + s, self.pixels + n
+        self.soft_dice.update(logits, y_true)
+
+    def result(self):
+        """Scalar scores (Table I), per-class IoU and the confusion matrix."""
+        from kseg.metrics import scores
+
+        s = scores(self.cm.cm)
+        return {
+            "loss": self.loss_sum / self.pixels if self.pixels else math.nan,
+            **{k: s[k] for k in ("accuracy", "f1", "dice")},
+            "soft_dice": self.soft_dice.result(),
+            **{k: s[k] for k in ("specificity", "sensitivity", "miou")},
+            "pixels": int(self.cm.cm.sum()),
+            "iou_per_class": [float(v) for v in s["iou_per_class"]],
+            "confusion_matrix": self.cm.cm.tolist(),
+        }
+
+
+def evaluate_split(model, pairs, spec, stride, patches=None):
+    """Scores and times of `model` on a list of Pair(image, mask) frames.
+
+    Returns a dict with Table I's metrics, `frames`, `pixels`, `iou_per_class`,
+    `confusion_matrix`, `eval_seconds` and `predict_ms_per_frame`.
+    """
+    from kseg.data.io import read_image, read_mask
+
+    if not pairs:
+        raise KsegError("evaluate_split needs at least one frame")
+    acc = SplitAccumulator(spec.num_classes, spec.void)
+    frame_logits(model, read_image(pairs[0].image), stride, patches)  # warm-up, untimed
+    start = time.perf_counter()
+    predict_seconds = 0.0
+    for pair in pairs:
+        image, mask = read_image(pair.image), read_mask(pair.mask, spec)
+        t0 = time.perf_counter()
+        logits = frame_logits(model, image, stride, patches)
+        predict_seconds += time.perf_counter() - t0
+        acc.update(logits, mask)
+    out = acc.result()
+    out["frames"] = len(pairs)
+    out["eval_seconds"] = time.perf_counter() - start
+    out["predict_ms_per_frame"] = 1000 * predict_seconds / len(pairs)
+    return out
+
+
+def evaluate_run(run, splits=DEFAULT_SPLITS, data=None, patches=False, log=None):
+    """Evaluate a run's best model on each split; returns the eval.json dict.
+
+    Missing splits are listed under "skipped" with a reason (and passed to `log`),
+    not raised.
+    """
+    from kseg.runs import open_split_pairs
+
+    log = log or (lambda message: None)
+    root, available = open_split_pairs(run, data)
+    grid = run.grid() if patches else None
+    result = {
+        "run": run.name,
+        "arch": run.config.get("arch"),
+        "data": str(root),
+        "mode": "patches" if patches else "full-frame",
+        "grid": list(grid[0]) if grid else None,
+        "patch": grid[1] if grid else None,
+        "classes": list(run.spec.classes),
+        "train_seconds": run.optional_state().train_seconds,
+        "splits": {},
+        "skipped": {},
+    }
+    model = None
+    for split in splits:
+        pairs = available.get(split) or []
+        if not pairs:
+            result["skipped"][split] = reason = f"not found in {root}"
+            log(f"{result['run']}: {split}: {reason}, skipped")
+            continue
+        model = model or run.load_model("best")
+        result["splits"][split] = evaluate_split(model, pairs, run.spec, run.stride, grid)
+    return clean_json(result)
+
+
+def write_eval_json(run, result):
+    """eval.json in the run directory, atomically."""
+    from kseg.atomic import write_json
+
+    write_json(Path(run.path) / "eval.json", clean_json(result))
+
+
+def read_eval(run):
+    """The run's eval.json, or None when it was never evaluated."""
+    path = Path(run.path) / "eval.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise KsegError(f"{path}: unreadable ({exc}); run 'kseg eval' again") from None
+
+
+def clean_json(obj):
+    """NaN -> None all the way down, so eval.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean_json(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj

@@ -1,0 +1,39 @@
+"""Segmentation losses from logits, void ignored; `keras.ops` only, so any backend works.
+
+    LOSS_NAMES                     ("ce", "dice", "lovasz", "focal", "tversky")
+    parse_loss(spec)               "ce:1,lovasz:0.5" -> (("ce", 1.0), ("lovasz", 0.5))
+    build_loss(spec="ce", num_classes, ignore_index=None, class_weights=None, **options)
+                                   -> SegmentationLoss, a registered keras.losses.Loss
+
+Terms (kseg.losses.terms, kseg.losses.lovasz), over the non-void pixels of a batch:
+
+    ce       mean of -log p[true]
+    focal    mean of -(1 - p_t)^gamma log p_t (Lin et al. 2017), gamma = 2
+    dice     per class 1 - (2 I + s) / (P + G + s), s = 1
+    tversky  per class 1 - (I + s/2) / (I + alpha FP + beta FN + s/2); 0.5/0.5 is dice
+    lovasz   Lovász-softmax (Berman et al. 2018), present classes
+
+Void (label == ignore_index, and any label outside [0, K)) is dropped from every sum.
+Absent classes: the per-class terms average the classes present in the batch's labels.
+Class weights (K floats): ce/focal weigh each pixel by its true class's weight and divide
+by the sum of those weights over the non-void pixels (PyTorch's weighted mean); the
+per-class terms average classes with those weights. A batch that is all void gives 0.
+
+`parse_loss` and `LOSS_NAMES` do not import Keras (CLI option checks stay fast and do not
+fix the backend); `build_loss` and `SegmentationLoss` import kseg.losses.loss on first
+use, which registers the class for `keras.saving`. Saving and loading without kseg:
+kseg.losses.loss.
+"""
+
+from kseg.losses.spec import LOSS_NAMES, format_loss, parse_loss
+
+__all__ = ["LOSS_NAMES", "SegmentationLoss", "build_loss", "format_loss", "parse_loss"]
+
+
+def __getattr__(name):
+    # Lazy: importing the loss module imports Keras (PEP 562 module __getattr__).
+    if name in ("SegmentationLoss", "build_loss"):
+        from kseg.losses import loss
+
+        return getattr(loss, name)
+    raise AttributeError(f"module 'kseg.losses' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Training: configuration, the fit loop, callbacks, schedules, data parallelism and progress."""

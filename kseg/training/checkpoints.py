@@ -1,0 +1,87 @@
+"""The model of a run: built from the registry, resumed from last.keras, or started from
+another checkpoint (`--init-from`) or from pretrained encoder weights (`--encoder-weights`)."""
+
+import inspect
+from pathlib import Path
+
+from kseg.errors import KsegError
+from kseg.runs import RunDir
+
+# Builder argument that takes a local weights file, per built-in network.
+ENCODER_WEIGHTS_ARG = ("encoder_weights", "weights")
+
+
+def create(cfg, spec):
+    """The registered network of `cfg`, with its --model-arg and --encoder-weights."""
+    from kseg import registry
+
+    kwargs = dict(cfg.model_kwargs)
+    if cfg.encoder_weights:
+        kwargs[_weights_arg(cfg.arch)] = cfg.encoder_weights
+    try:
+        return registry.create_model(cfg.arch, num_classes=spec.num_classes, **kwargs)
+    except TypeError as exc:
+        raise KsegError(f"{cfg.arch} rejected --model-arg {cfg.model_kwargs}: {exc}") from None
+
+
+def _weights_arg(arch):
+    from kseg import registry
+
+    params = inspect.signature(registry.get_entry(arch).builder).parameters
+    for name in ENCODER_WEIGHTS_ARG:
+        if name in params:
+            return name
+    raise KsegError(f"--encoder-weights: {arch} takes no pretrained weights "
+                    f"(its builder has none of {', '.join(ENCODER_WEIGHTS_ARG)}).")
+
+
+def save_checkpoint(model, path):
+    """`model.save(path)` without the compile config: architecture, weights and optimizer state.
+
+    kseg's losses and metrics live in kseg, and Keras rebuilds a saved compile config on
+    load, so a checkpoint that held them would not load in a bare `import keras`
+    process. Resuming never needs it: `load_checkpoint` reads weights and optimizer
+    state into a model kseg compiled itself.
+    """
+    compile_config = model.__dict__.pop("_compile_config", None)  # read by get_compile_config()
+    try:
+        model.save(path)
+    finally:
+        if compile_config is not None:
+            model.__dict__["_compile_config"] = compile_config
+
+
+def load_checkpoint(model, path):
+    """Weights and optimizer state of `path` into the compiled `model`."""
+    model.optimizer.build(model.trainable_variables)
+    try:
+        model.load_weights(path)
+    except ValueError as exc:
+        raise KsegError(f"{path} does not fit {model.name} with {model.output_shape[-1]} classes "
+                        f"({str(exc).splitlines()[0]}); use --name for a new run.") from None
+
+
+def init_from(model, source, num_classes):
+    """Start from the weights of another checkpoint (a .keras file or a run directory)."""
+    path = Path(source)
+    if path.is_dir():
+        path = RunDir(path).best_path
+    if not path.is_file():
+        raise KsegError(f"--init-from {source}: no such checkpoint (a .keras file or a run directory).")
+    src = _load(path)
+    src_classes = src.output_shape[-1]
+    if src.name != model.name or src_classes != num_classes:
+        raise KsegError(f"--init-from {path} is a {src.name!r} model with {src_classes} classes; "
+                        f"this run trains {model.name!r} with {num_classes}.")
+    if [w.shape for w in src.weights] != [w.shape for w in model.weights]:
+        raise KsegError(f"--init-from {path}: its layers differ from {model.name}'s (other --model-arg?).")
+    model.set_weights(src.get_weights())
+
+
+def _load(path):
+    import keras
+
+    try:
+        return keras.saving.load_model(path, compile=False)
+    except Exception as exc:  # a truncated or foreign file raises many types
+        raise KsegError(f"--init-from {path}: cannot load ({type(exc).__name__}: {exc})") from None

@@ -1,0 +1,157 @@
+"""`fit`: train a network into a run directory, resumable at any point.
+
+The network ends in logits and the loss is computed from them (kseg.losses): for
+cross-entropy that is the study's softmax + categorical cross-entropy, computed through
+log-softmax, which does not overflow or take log(0). Adam (AdamW with weight decay) at
+`lr`, the LR schedule of kseg.training.schedules, best checkpoint on `monitor`. See
+kseg.runs for the files and kseg.training.callbacks for the per-epoch commit.
+"""
+
+from pathlib import Path
+
+from kseg.errors import KsegError
+from kseg.runs import RunDir
+from kseg.training import session
+from kseg.training.callbacks import GuardCallback, Interrupted, NonFiniteLoss, RunRecorder, StopSignals
+from kseg.training.environment import data_fingerprint, environment
+from kseg.training.progress import RichProgress
+
+
+class FitInterrupted(KsegError):
+    """Training stopped on SIGINT/SIGTERM; the run directory is consistent and resumable."""
+
+    def __init__(self, message, signum):
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell convention for "killed by signal"
+
+
+def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, max_steps=None):
+    """Train `cfg.arch` into `runs/<name>` (default name: the arch); returns the RunDir.
+
+    An existing run directory is continued when it was interrupted (or `resume=True`);
+    a finished one is extended only when `cfg.epochs` is larger. `explicit` names the
+    FitConfig fields set on purpose: on a continued run they must match the saved
+    config, except RESUMABLE_CHANGES. `progress`: live bar (None: by TTY).
+    `max_steps` caps the batches of each epoch (benchmarks and quick checks).
+    """
+    from kseg.training.data import class_weights, open_data, training_datasets
+
+    cfg.validate()
+    run = RunDir(Path(runs) / (name or cfg.arch))
+    with session.lock(run):
+        cfg, state, history = session.open_run(run, cfg, resume, set(explicit))
+        dataset, label = open_data(cfg.data)
+        _check_against(cfg, dataset.spec)
+        train_data, val_data, pairs = training_datasets(cfg, dataset)
+        if state is None:
+            state = _start(run, cfg, dataset, label, pairs)
+        state.status, state.epochs, state.message = "running", cfg.epochs, None
+        state.sessions += 1
+        run.write_state(state)
+        model = build_model(cfg, dataset.spec, run, state, class_weights(cfg, dataset))
+        steps = min(len(train_data), max_steps or len(train_data))
+        callbacks = _callbacks(cfg, run, state, history, train_data, steps, progress)
+        _run(model, cfg, run, callbacks, train_data, val_data, state.epoch, max_steps)
+    return run
+
+
+def _check_against(cfg, spec):
+    """Checks that need the registry or the dataset, before any file is written."""
+    from kseg import registry
+    from kseg.metrics import training_metrics
+
+    stride = registry.get_entry(cfg.arch).stride
+    if cfg.patch % stride:
+        raise KsegError(f"--patch {cfg.patch} is not a multiple of {cfg.arch}'s stride {stride}.")
+    cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void)])
+
+
+def _start(run, cfg, dataset, label, pairs):
+    """Write config.json and env.json of a fresh run; returns its first RunState."""
+    from kseg import registry
+
+    config = {**cfg.to_dict(), "data": label, "data_path": str(dataset.root),
+              "spec": dataset.spec.to_dict(), "stride": registry.get_entry(cfg.arch).stride,
+              "monitor_mode": cfg.monitor_mode}
+    env = environment(data_fingerprint([p for pair in pairs for p in (pair.image, pair.mask)]))
+    return session.start_fresh(run, cfg, config, env)
+
+
+def build_model(cfg, spec, run=None, state=None, class_weights=None):
+    """The compiled model of a run: built, then resumed from last.keras or --init-from.
+
+    `class_weights`: (K,) loss weights per class, or None.
+    """
+    import keras
+
+    from kseg.losses import build_loss
+    from kseg.metrics import training_metrics
+    from kseg.training import checkpoints
+    from kseg.training.distribute import strategy_scope
+    from kseg.training.seeding import seed_everything
+
+    metrics = training_metrics(spec.num_classes, spec.void)
+    seed_everything(cfg.seed, cfg.deterministic, cfg.jit)
+    keras.config.set_dtype_policy(cfg.precision)
+    with strategy_scope(cfg.distribute):
+        model = checkpoints.create(cfg, spec)
+        loss = build_loss(cfg.loss, spec.num_classes, spec.void, class_weights)
+        model.compile(optimizer=_optimizer(cfg), loss=loss, metrics=metrics,
+                      jit_compile="auto" if cfg.jit is None else cfg.jit)
+        if state is not None and state.epoch > 0:
+            checkpoints.load_checkpoint(model, run.last_path)
+            model.optimizer.learning_rate = state.lr  # the schedule's rate, or an explicit --lr
+        elif cfg.init_from:
+            checkpoints.init_from(model, cfg.init_from, spec.num_classes)
+    return model
+
+
+def _optimizer(cfg):
+    import keras
+
+    if cfg.weight_decay > 0:
+        return keras.optimizers.AdamW(cfg.lr, weight_decay=cfg.weight_decay)
+    return keras.optimizers.Adam(cfg.lr)
+
+
+def _callbacks(cfg, run, state, history, train_data, steps, progress):
+    """Keras calls callbacks in list order: the schedule updates the rate and its counters
+    before RunRecorder commits them, so a resumed run continues with exactly that state."""
+    from kseg.training.schedules import RunSchedule
+
+    schedule = RunSchedule(cfg, steps, state)
+    recorder = RunRecorder(run, state, history, cfg.monitor, cfg.monitor_mode, schedule, train_data)
+    return [GuardCallback(), *schedule.callbacks, recorder, RichProgress(live=progress)]
+
+
+def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch, max_steps):
+    """model.fit under StopSignals; every way out leaves state.json saying how it ended."""
+    guard, recorder, bar = callbacks[0], callbacks[-2], callbacks[-1]
+    caps = {"steps_per_epoch": max_steps, "validation_steps": max(1, max_steps // 4)} if max_steps else {}
+    with StopSignals() as signals:
+        guard.signals = signals
+        try:
+            # shuffle=False: PatchDataset shuffles itself from (seed, epoch). Keras' own batch
+            # shuffle draws from the global RNG, whose position differs after a resume.
+            model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, initial_epoch=initial_epoch,
+                      callbacks=callbacks, verbose=0, shuffle=False, **caps)
+        except Interrupted as exc:
+            run.write_state(recorder.state.stop("interrupted", f"stopped by {exc}"))
+            raise FitInterrupted(f"Stopped by {exc} after epoch {recorder.state.epoch}/{cfg.epochs}; "
+                                 f"{run.path} is consistent. Run the same command again to continue.",
+                                 exc.signum) from None
+        except NonFiniteLoss as exc:
+            run.write_state(recorder.state.stop("failed", str(exc)))
+            good = recorder.state.epoch
+            kept = f"the checkpoints of epoch {good} are kept" if good else "no checkpoint was written"
+            raise KsegError(f"Training stopped: {exc}. In {run.path} {kept}. Lower --lr and continue "
+                            f"with --resume --lr LR, or start again with --name.") from None
+        except KeyboardInterrupt:
+            run.write_state(recorder.state.stop("interrupted", "KeyboardInterrupt"))
+            raise
+        except BaseException as exc:
+            run.write_state(recorder.state.stop("failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            raise
+        finally:
+            bar.close()
+    run.write_state(recorder.state.stop("finished"))
