@@ -37,17 +37,17 @@ def load_run(run, runs="runs"):
     return resolve_runs([str(run)], runs)[0]
 
 
-def evaluate(run, splits=("val", "test"), data=None, patches=False, runs="runs", write=True, log=None):
+def evaluate(run, splits=None, data=None, patches=False, runs="runs", write=True, log=None):
     """Scores of a run's best model on whole splits, as the dict eval.json holds.
 
-    `patches=True` scores with the study's patch grid instead of whole frames. With
-    `write`, eval.json and eval.md are written into the run directory.
+    `splits` default to val and test. `patches=True` scores with the study's patch grid
+    instead of whole frames. With `write`, eval.json and eval.md go into the run directory.
     """
-    from kseg.inference.evaluate import evaluate_run, write_eval_json
+    from kseg.inference.evaluate import DEFAULT_SPLITS, evaluate_run, write_eval_json
     from kseg.reporting.tables import write_eval_markdown
 
     run = load_run(run, runs)
-    result = evaluate_run(run, list(splits), data=data, patches=patches, log=log)
+    result = evaluate_run(run, list(splits or DEFAULT_SPLITS), data=data, patches=patches, log=log)
     if write:
         write_eval_json(run, result)
         write_eval_markdown(run, result)

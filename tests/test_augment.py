@@ -250,3 +250,23 @@ def test_split_patches_keeps_jitter_for_training_only():
     train, val = split_patches(ds, 0.2, seed=1)
     assert train.scale == (0.5, 2.0) and train.photometric == PhotometricConfig()
     assert val.scale is None and val.photometric is None and val.augment is None
+
+
+def test_flip_only_config_slices_instead_of_warping():
+    """With no rotation, shift or zoom, augment_pair flips exactly like the warp would."""
+    from kseg.data.augment import AugmentConfig, augment_pair, warp
+
+    rng = np.random.default_rng(0)
+    image = rng.uniform(0, 255, (6, 9, 3)).astype(np.float32)
+    mask = rng.integers(0, 5, (6, 9)).astype(np.uint8)
+    cfg = AugmentConfig(rotation=0, width_shift=0, height_shift=0, zoom=0, hflip=True)
+    flip = np.array([[-1, 0, 8], [0, 1, 0], [0, 0, 1]], np.float64)  # x -> W-1-x
+    seen = set()
+    for seed in range(8):
+        img, msk = augment_pair(image, mask, np.random.default_rng(seed), cfg, void=5)
+        flipped = not np.array_equal(msk, mask)
+        seen.add(flipped)
+        want_img, want_msk = warp(image, mask, flip, 5) if flipped else (image, mask)
+        np.testing.assert_allclose(img, want_img, atol=1e-4)
+        np.testing.assert_array_equal(msk, want_msk)
+    assert seen == {True, False}  # both outcomes occur

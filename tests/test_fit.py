@@ -231,3 +231,52 @@ def test_jit_really_compiles_with_xla_and_refuses_determinism(data_dir, tmp_path
     result = CliRunner().invoke(main, ["fit", TINY, "--jit", "--deterministic", "--runs", str(tmp_path)])
     assert result.exit_code == 1 and "--jit and --deterministic" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("options", [
+    ["--loss", "ce+dice"],
+    ["--loss", "lovasz", "--class-weights"],
+    ["--weight-decay", "0.5"],
+    ["--crops", "--scale", "0.5:2"],
+    ["--photometric"],
+    ["--no-augment"],
+])
+def test_training_options_change_what_training_does(data_dir, tmp_path, trained, options):
+    """Same seed and data as the shared run: each option must change the first epoch's loss."""
+    result = fit(data_dir, tmp_path, "--epochs", "2", "--seed", "1", *options)
+    assert result.exit_code == 0, result.output
+    loss = RunDir(tmp_path / TINY).history()[0]["loss"]
+    assert loss != pytest.approx(trained[0].history()[0]["loss"], rel=1e-6)
+
+
+def test_schedule_and_warmup_set_the_recorded_rates(data_dir, tmp_path):
+    # 2 frames x 4 cells / batch 2 = 4 steps an epoch; 1 warmup epoch, then poly over 3.
+    result = fit(data_dir, tmp_path, "--epochs", "4", "--schedule", "poly", "--warmup", "1", "--lr", "0.01")
+    assert result.exit_code == 0, result.output
+    run = RunDir(tmp_path / TINY)
+    rates = [r["lr"] for r in run.history()]
+    # Epoch 1 starts warmup at lr/4 (step 0 of 4); epochs 2-4 start poly at t = 0, 1/3, 2/3.
+    expected = [0.01 / 4, 0.01, 0.01 * (2 / 3) ** 0.9, 0.01 * (1 / 3) ** 0.9]
+    assert rates == pytest.approx(expected, rel=1e-5)
+    assert run.state.schedule["schedule"] == "poly" and run.state.plateau is None
+
+
+def test_encoder_weights_need_a_builder_that_takes_them(data_dir, tmp_path):
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"")
+    result = fit(data_dir, tmp_path, "--epochs", "1", "--encoder-weights", str(weights))
+    assert result.exit_code == 1 and "takes no pretrained weights" in result.output
+
+
+def test_run_checkpoints_load_in_bare_keras(trained, run_python):
+    """best.keras and last.keras carry no compile config: a process without kseg loads them."""
+    run, _ = trained
+    out = run_python(f"""
+        import sys
+        import keras
+        for name in ("best", "last"):
+            model = keras.saving.load_model({str(run.path)!r} + f"/{{name}}.keras", safe_mode=True)
+            print(name, model.output_shape[-1], "kseg" in sys.modules)
+    """)
+    k = run.spec.num_classes
+    assert out.split() == ["best", str(k), "False", "last", str(k), "False"]

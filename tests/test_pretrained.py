@@ -326,3 +326,18 @@ def test_features_equal_torchvision(torch_resnet34, fmt, tmp_path):
         assert got.shape == want.shape, name
         scale = np.abs(want).max()
         np.testing.assert_allclose(np.asarray(got), want, rtol=1e-4, atol=1e-4 * scale, err_msg=name)
+
+
+def test_fit_setting_encoder_weights_reaches_the_builder(synthetic):
+    """`kseg fit --encoder-weights FILE` builds the run's U-Net from the file."""
+    from kseg.data.spec import CAMVID
+    from kseg.training import checkpoints
+    from kseg.training.recipes import resolve
+
+    state, path, _ = synthetic
+    cfg, _ = resolve("unet", encoder_weights=str(path))
+    model = checkpoints.create(cfg, CAMVID)
+    np.testing.assert_array_equal(model.get_layer("conv1_conv").kernel,
+                                  state["conv1.weight"].transpose(2, 3, 1, 0))
+    assert model.output_shape[-1] == CAMVID.num_classes
+    assert checkpoints._weights_arg("deeplabv3") == "weights"  # the Xception loader's argument

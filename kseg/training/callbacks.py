@@ -160,6 +160,10 @@ class RunRecorder(keras.callbacks.Callback):
         self._lr = current_lr(self.model)
         self._t0 = time.perf_counter()
 
+    def on_train_batch_end(self, batch, logs=None):
+        if batch == 0:  # the rate of the epoch's first step, after a step schedule set it
+            self._lr = current_lr(self.model)
+
     def on_epoch_end(self, epoch, logs=None):
         logs = {k: _float(v) for k, v in (logs or {}).items()}
         for key in ("loss", "val_loss"):

@@ -17,7 +17,7 @@ from kseg.parsing import parse_hw, parse_key_values, parse_range
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "poly", "cosine")  # kseg.training.schedules
-SPLITS = ("val", "80/20")
+VALIDATION = ("val", "80/20")  # --split: validate on val/, or on 20 % of the training patches
 # May differ when a run is continued: they do not change what epochs 1..k were.
 RESUMABLE_CHANGES = ("epochs", "lr", "jit", "distribute", "deterministic", "init_from", "frame_cache_mb")
 
@@ -136,7 +136,7 @@ class FitConfig:
         from kseg.losses import parse_loss
 
         parse_loss(self.loss)  # raises a KsegError naming the bad term
-        for key, allowed in (("split", SPLITS), ("precision", PRECISIONS), ("schedule", SCHEDULES)):
+        for key, allowed in (("split", VALIDATION), ("precision", PRECISIONS), ("schedule", SCHEDULES)):
             if getattr(self, key) not in allowed:
                 raise KsegError(f"Unknown {_flag(key)} {getattr(self, key)!r}. "
                                 f"Choose one of: {', '.join(allowed)}.")

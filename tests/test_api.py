@@ -1,0 +1,150 @@
+"""The Python API, recipes and config files, the generated `kseg fit` options, quiet start-up."""
+
+import dataclasses
+import json
+import subprocess
+import sys
+
+import kseg_tiny
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import kseg
+from kseg.cli import main
+from kseg.errors import KsegError
+from kseg.training.config import FitConfig, fields
+from kseg.training.recipes import load_recipe, recipe_names, resolve
+
+TINY = kseg_tiny.NAME
+SMALL = dict(patch=32, grid=(2, 2), batch_size=2, epochs=1)
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from kseg.data import synth
+
+    root = tmp_path_factory.mktemp("data")
+    synth.write_synthetic(root, n_train=2, n_val=1, n_test=1, size=(64, 64))
+    return root
+
+
+@pytest.fixture(scope="module")
+def api_run(data_dir, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return kseg.fit(TINY, data=data_dir, runs=runs, progress=False, **SMALL), runs
+
+
+def test_fit_returns_a_run_with_history_config_and_best_model(api_run):
+    run, _ = api_run
+    assert [r["epoch"] for r in run.history()] == [1]
+    assert run.config["recipe"] == "study" and run.config["patch"] == 32
+    assert run.state.status == "finished"
+    model = run.load_model("best")
+    assert model.output_shape[-1] == run.spec.num_classes
+
+
+def test_evaluate_and_predict_return_data(api_run, data_dir, tmp_path):
+    run, runs = api_run
+    scores = kseg.evaluate(run, splits=["val"], write=False)
+    assert set(scores["splits"]) == {"val"} and 0 <= scores["splits"]["val"]["miou"] <= 1
+    assert not (run.path / "eval.json").exists()  # write=False writes nothing
+    image = np.random.default_rng(0).uniform(0, 255, (40, 52, 3)).astype(np.uint8)
+    (labels,) = kseg.predict(TINY, [image], runs=runs)  # by name under `runs`
+    assert labels.shape == (40, 52) and labels.dtype == np.uint8
+    assert kseg.load_run(run.path).config == run.config
+
+
+def test_cli_verbs_and_the_api_give_the_same_run(api_run, data_dir, tmp_path):
+    run, _ = api_run
+    argv = ["fit", TINY, "--data", str(data_dir), "--runs", str(tmp_path), "--patch", "32", "--grid", "2x2",
+            "--batch-size", "2", "--epochs", "1"]
+    assert CliRunner().invoke(main, argv).exit_code == 0
+    cli_run = kseg.load_run(tmp_path / TINY)
+    assert cli_run.history()[0]["loss"] == run.history()[0]["loss"]  # same seed, same CPU
+
+
+def test_a_runs_config_json_reproduces_it(api_run, data_dir, tmp_path):
+    run, _ = api_run
+    again = kseg.fit(config=run.config_path, runs=tmp_path, progress=False)
+    assert again.name == TINY and again.history()[0]["loss"] == run.history()[0]["loss"]
+    assert {k: v for k, v in again.config.items() if k != "data_path"} == \
+        {k: v for k, v in run.config.items() if k != "data_path"}
+
+
+def test_precedence_defaults_recipe_file_options(tmp_path):
+    cfg, explicit = resolve(TINY)
+    assert cfg.epochs == 20 and cfg.recipe == "study" and explicit == set()
+    cfg, explicit = resolve(TINY, recipe="camvid")
+    assert (cfg.patch, cfg.grid, cfg.loss, cfg.schedule) == (256, None, "ce+lovasz", "poly")
+    assert "patch" in explicit and cfg.recipe == "camvid"
+    path = tmp_path / "mine.json"
+    path.write_text(json.dumps({"patch": 64, "loss": "dice"}))
+    cfg, _ = resolve(TINY, recipe="camvid", config=path, loss="focal")
+    assert (cfg.patch, cfg.loss, cfg.schedule) == (64, "focal", "poly")  # file over recipe, option over file
+
+
+def test_study_recipe_is_the_defaults():
+    assert load_recipe("study") == {"recipe": "study"}
+    assert {"study", "camvid"} <= set(recipe_names())
+    for name in recipe_names():  # every shipped recipe is valid
+        resolve(TINY, recipe=name)
+
+
+@pytest.mark.parametrize("content, fragment", [
+    ({"epochz": 3}, "unknown key 'epochz'"),
+    ({"loss": "ce+wrong"}, "wrong"),
+    ({"grid": "4by4"}, "--grid"),
+    ({"augment": {"spin": 3}}, "spin"),
+    ([1, 2], "JSON object"),
+])
+def test_bad_config_files_name_the_key(tmp_path, data_dir, content, fragment):
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(content))
+    result = CliRunner().invoke(main, ["fit", TINY, "--config", str(path), "--runs", str(tmp_path)])
+    assert result.exit_code == 1 and fragment in result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    with pytest.raises(KsegError, match="Unknown --recipe 'nope'"):
+        resolve(TINY, recipe="nope")
+
+
+def test_fit_options_come_from_fitconfig():
+    """Each option's default in --help is FitConfig's own; no second table of defaults."""
+    text = CliRunner().invoke(main, ["fit", "--help"], terminal_width=200).output
+    squashed = " ".join(text.split())
+    for field in fields():
+        assert field.metadata["flag"] in text, field.name
+    assert "Epochs to train. [default: 20]" in squashed
+    assert "[default: 64]" in squashed and "[default: 4x4]" in squashed
+    defaults = {f.name: f.default for f in dataclasses.fields(FitConfig)}
+    assert defaults["epochs"] == 20 and defaults["augment"] is True  # the study augmented
+
+
+def test_an_option_left_out_is_not_explicit(data_dir, tmp_path):
+    """A run continued without --seed keeps its seed; naming another seed is refused."""
+    args = ["fit", TINY, "--data", str(data_dir), "--runs", str(tmp_path), "--patch", "32", "--grid", "2x2",
+            "--batch-size", "2", "--epochs", "1", "--seed", "3"]
+    assert CliRunner().invoke(main, args).exit_code == 0
+    extend = CliRunner().invoke(main, args[:-4] + ["--epochs", "2"])
+    assert extend.exit_code == 0, extend.output
+    assert kseg.load_run(tmp_path / TINY).config["seed"] == 3
+    refused = CliRunner().invoke(main, args[:-4] + ["--epochs", "3", "--seed", "4"])
+    assert refused.exit_code == 1 and "seed=3" in refused.output
+
+
+def _kseg(*args, env=None):
+    import os
+
+    full = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "KSEG_VERBOSE")}
+    return subprocess.run([sys.executable, "-m", "kseg", *args], capture_output=True, text=True,
+                          env={**full, **(env or {})}, timeout=300)
+
+
+def test_quiet_by_default_and_verbose_on_request():
+    quiet = _kseg("models", "unet", "--no-params")
+    assert quiet.returncode == 0 and "unet" in quiet.stdout
+    for noise in ("absl::InitializeLog", "oneDNN", "cuInit", "cuda drivers"):
+        assert noise not in quiet.stderr, quiet.stderr
+    loud = _kseg("--verbose", "models", "unet", "--no-params")
+    assert loud.returncode == 0 and "unet" in loud.stdout
+    assert "absl::InitializeLog" in loud.stderr or "oneDNN" in loud.stderr  # TensorFlow's own lines
