@@ -39,20 +39,25 @@ def data_dir(tmp_path_factory):
     return root
 
 
-def argv(data_dir, runs, epochs=EPOCHS):
-    return ["fit", TINY, "--data", str(data_dir), "--runs", str(runs), "--epochs", str(epochs), *SETTINGS]
+# A step schedule instead of the plateau: the rate depends on the global step alone.
+COSINE = ["--patch", "32", "--grid", "2x2", "--batch-size", "1", "--lr", "0.05", "--schedule", "cosine",
+          "--warmup", "1.5"]  # fmt: skip
 
 
-def fit(data_dir, runs, epochs=EPOCHS):
-    return CliRunner().invoke(main, argv(data_dir, runs, epochs), catch_exceptions=False)
+def argv(data_dir, runs, epochs=EPOCHS, settings=SETTINGS):
+    return ["fit", TINY, "--data", str(data_dir), "--runs", str(runs), "--epochs", str(epochs), *settings]
 
 
-def spawn(data_dir, runs):
+def fit(data_dir, runs, epochs=EPOCHS, settings=SETTINGS):
+    return CliRunner().invoke(main, argv(data_dir, runs, epochs, settings), catch_exceptions=False)
+
+
+def spawn(data_dir, runs, settings=SETTINGS):
     """A real `kseg fit` process, with the tiny model registered (tests/kseg_tiny.py)."""
     env = dict(os.environ, PYTHONPATH=str(TESTS), KSEG_CACHE=str(runs / "cache"))
     code = "import kseg_tiny; kseg_tiny.main()"
     return subprocess.Popen(
-        [sys.executable, "-c", code, *argv(data_dir, runs)],
+        [sys.executable, "-c", code, *argv(data_dir, runs, settings=settings)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -135,6 +140,26 @@ def test_sigterm_then_sigkill_then_resume_gives_the_uninterrupted_history(data_d
     assert proc.returncode == 0, err
     assert f"after epoch {state.epoch}/{EPOCHS}" in out
     assert_complete(run, reference)
+
+
+@pytest.mark.slow
+def test_a_step_schedule_survives_sigkill(data_dir, tmp_path):
+    """Cosine with warmup, killed mid-epoch and resumed: the uninterrupted history, lr included."""
+    assert fit(data_dir, tmp_path / "reference", settings=COSINE).exit_code == 0
+    reference = RunDir(tmp_path / "reference" / TINY).history()
+    assert len({r["lr"] for r in reference}) >= 4  # warmup, then cosine: the rate keeps moving
+    run = RunDir(tmp_path / TINY)
+    proc = spawn(data_dir, tmp_path, COSINE)
+    rows = wait_for_rows(run, 2, proc)
+    time.sleep(rows[-1]["seconds"] / 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 1 <= run.state.epoch < EPOCHS
+    proc = spawn(data_dir, tmp_path, COSINE)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    assert_complete(run, reference)
+    assert run.state.schedule["schedule"] == "cosine"
 
 
 def test_recover_finishes_committed_and_drops_uncommitted_checkpoints(tmp_path):

@@ -35,18 +35,21 @@ import numpy as np
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Ranges, in the spirit of Keras' ImageDataGenerator (the study's settings).
+    """Ranges, as Keras' ImageDataGenerator takes them; the defaults are the study's.
+
+    The study augmented with rotation, width and height shifts and horizontal flips
+    (no zoom); it gives no ranges, so these are ImageDataGenerator's common values.
 
     rotation: degrees, uniform in [-rotation, rotation].
     width_shift, height_shift: fractions of the patch size, uniform in [-s, s].
-    zoom: scale uniform in [1 - zoom, 1 + zoom] (> 1 magnifies).
+    zoom: scale uniform in [1 - zoom, 1 + zoom] (> 1 magnifies); 0: none, as the study.
     hflip: flip left-right with probability 1/2.
     """
 
     rotation: float = 10.0
     width_shift: float = 0.1
     height_shift: float = 0.1
-    zoom: float = 0.1
+    zoom: float = 0.0
     hflip: bool = True
 
     @classmethod

@@ -60,7 +60,7 @@ class FitConfig:
     scale: tuple | None = option(None, "Scale jitter of random crops, low:high (e.g. 0.5:2).", "--scale", str,
                                  metavar="LOW:HIGH")
     # A recipe may give a dict of kseg.data.augment.AugmentConfig ranges instead of true.
-    augment: bool | dict = option(True, "Random rotation, shifts, zoom and flips (the study's).", "--augment",
+    augment: bool | dict = option(True, "Random rotation, shifts and flips (the study's).", "--augment",
                                   "flag")
     photometric: bool = option(False, "Random brightness, contrast, saturation and gamma.", "--photometric",
                                "flag")
