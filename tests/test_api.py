@@ -148,3 +148,30 @@ def test_quiet_by_default_and_verbose_on_request():
     loud = _kseg("--verbose", "models", "unet", "--no-params")
     assert loud.returncode == 0 and "unet" in loud.stdout
     assert "absl::InitializeLog" in loud.stderr or "oneDNN" in loud.stderr  # TensorFlow's own lines
+
+
+@pytest.mark.parametrize("flags, gpus_found, expected", [
+    (["avx2", "avx512f", "avx512_bf16"], [], "mixed_bfloat16"),
+    (["avx2", "amx_bf16"], [], "mixed_bfloat16"),
+    (["avx2", "fma"], [], "float32"),
+    (["avx512_bf16"], [("NVIDIA H100", (9, 0))], "mixed_bfloat16"),
+    (["avx512_bf16"], [("Tesla T4", (7, 5))], "float32"),  # the GPU trains, not the CPU
+])
+def test_precision_auto_picks_native_bfloat16(flags, gpus_found, expected):
+    from kseg.training.hardware import pick_jit, pick_precision
+
+    assert pick_precision("auto", flags, gpus_found)[0] == expected
+    assert pick_precision("float32", flags, gpus_found) == ("float32", "asked for")
+    assert pick_jit(None, gpus_found)[0] is bool(gpus_found)  # XLA on GPUs only
+    assert pick_jit(None, [], "jax")[0] is None  # JAX always compiles
+
+
+def test_the_choice_is_printed_and_recorded(api_run):
+    from kseg.training.environment import cpu_info
+    from kseg.training.hardware import pick_precision
+
+    run, _ = api_run
+    chosen = run.env["chosen"]
+    assert run.config["precision"] == "auto"
+    assert chosen["precision"] == pick_precision("auto", cpu_info()["flags"], [])[0]
+    assert chosen["jit"] is False and "CPU" in chosen["jit_reason"]

@@ -15,7 +15,7 @@ from pathlib import Path
 from kseg.errors import KsegError
 from kseg.parsing import parse_hw, parse_key_values, parse_range
 
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "poly", "cosine")  # kseg.training.schedules
 VALIDATION = ("val", "80/20")  # --split: validate on val/, or on 20 % of the training patches
 # May differ when a run is continued: they do not change what epochs 1..k were.
@@ -37,13 +37,14 @@ class FitConfig:
 
     arch: str = option(None, "Registered network (see `kseg models`).")
     recipe: str | None = option(None, "Recipe the settings started from (recorded, not an option).")
-    data: str | None = option(None, "Dataset folder (default: the embedded synthetic scenes).", "--data", str)
+    data: str | None = option(None, "Dataset folder (default: the embedded synthetic scenes).", "--data", str,
+                              metavar="DIR")
     epochs: int = option(20, "Epochs to train.", "--epochs", int)
     batch_size: int = option(16, "Patches per batch.", "--batch-size", int)
     lr: float = option(1e-3, "Peak learning rate of Adam (AdamW with --weight-decay).", "--lr", float)
     weight_decay: float = option(0.0, "Decoupled weight decay; > 0 trains with AdamW.", "--weight-decay", float)
     loss: str = option("ce", "Loss: ce, dice, lovasz, focal, tversky or a weighted sum "
-                       "(ce+dice, ce:1,lovasz:0.5).", "--loss", str)
+                       "(ce+dice, ce:1,lovasz:0.5).", "--loss", str, metavar="SPEC")
     class_weights: bool = option(False, "Weight the loss by median frequency balancing.", "--class-weights",
                                  "flag")
     schedule: str = option("plateau", "LR schedule: plateau, poly or cosine.", "--schedule", str)
@@ -68,18 +69,19 @@ class FitConfig:
                         "the study's).", "--split", str)
     seed: int = option(0, "Seed of weights, shuffling, crops and augmentation.", "--seed", int)
     monitor: str = option("val_accuracy", "What best.keras maximises (minimises for losses).", "--monitor", str)
-    precision: str = option("float32", "float32, mixed_bfloat16 or mixed_float16.", "--precision", str)
-    jit: bool | None = option(None, "XLA-compile the train step (default: Keras' auto: on with a GPU).",
-                              "--jit", "flag")
+    precision: str = option("auto", "auto (mixed_bfloat16 where the CPU or GPU has native bfloat16, "
+                            "else float32), float32, mixed_bfloat16 or mixed_float16.", "--precision", str)
+    jit: bool | None = option(None, "XLA-compile the train step (default: auto: on with a GPU, off on a "
+                              "CPU).", "--jit", "flag")
     deterministic: bool | None = option(None, "Deterministic TF ops (default: on without a GPU or --jit).",
                                         "--deterministic", "flag")
     distribute: bool = option(False, "Train on all local accelerators (kseg.training.distribute).",
                               "--distribute", "flag")
     init_from: str | None = option(None, "Start from a checkpoint (.keras file or run directory).",
-                                   "--init-from", str)
+                                   "--init-from", str, metavar="PATH")
     encoder_weights: str | None = option(None, "Pretrained encoder weights from a local file (U-Net: "
                                          "torchvision/timm ResNet-34 .pth or .safetensors; DeepLabV3: "
-                                         "Keras' Xception .h5).", "--encoder-weights", str)
+                                         "Keras' Xception .h5).", "--encoder-weights", str, metavar="FILE")
     # MiB of decoded train+val frames kept in memory; the rest are decoded per batch
     # (kseg.data.patches.Frames). Measured on CamVid (docs/benchmarks.md): keeps
     # `kseg fit unet` under 2 GB while loading still runs far ahead of training.

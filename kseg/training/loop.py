@@ -9,6 +9,7 @@ kseg.runs for the files and kseg.training.callbacks for the per-epoch commit.
 
 from pathlib import Path
 
+from kseg import output
 from kseg.errors import KsegError
 from kseg.runs import RunDir
 from kseg.training import session
@@ -34,6 +35,7 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     config, except RESUMABLE_CHANGES. `progress`: live bar (None: by TTY).
     `max_steps` caps the batches of each epoch (benchmarks and quick checks).
     """
+    from kseg.training import hardware
     from kseg.training.data import class_weights, open_data, training_datasets
 
     cfg.validate()
@@ -43,12 +45,15 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         dataset, label = open_data(cfg.data)
         _check_against(cfg, dataset.spec)
         train_data, val_data, pairs = training_datasets(cfg, dataset)
+        chosen, choice = hardware.choose(cfg)
+        output.console.print(f"precision {choice['precision']} ({choice['precision_reason']}), XLA "
+                             f"{ {True: 'on', False: 'off', None: 'auto'}[choice['jit']] } ({choice['jit_reason']})", highlight=False)
         if state is None:
-            state = _start(run, cfg, dataset, label, pairs)
+            state = _start(run, cfg, dataset, label, pairs, choice)
         state.status, state.epochs, state.message = "running", cfg.epochs, None
         state.sessions += 1
         run.write_state(state)
-        model = build_model(cfg, dataset.spec, run, state, class_weights(cfg, dataset))
+        model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
         steps = min(len(train_data), max_steps or len(train_data))
         callbacks = _callbacks(cfg, run, state, history, train_data, steps, progress)
         _run(model, cfg, run, callbacks, train_data, val_data, state.epoch, max_steps)
@@ -66,14 +71,15 @@ def _check_against(cfg, spec):
     cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void)])
 
 
-def _start(run, cfg, dataset, label, pairs):
-    """Write config.json and env.json of a fresh run; returns its first RunState."""
+def _start(run, cfg, dataset, label, pairs, choice):
+    """Write config.json and env.json (with the precision and XLA chosen) of a fresh run;
+    returns its first RunState."""
     from kseg import registry
 
     config = {**cfg.to_dict(), "data": label, "data_path": str(dataset.root),
               "spec": dataset.spec.to_dict(), "stride": registry.get_entry(cfg.arch).stride,
               "monitor_mode": cfg.monitor_mode}
-    env = environment(data_fingerprint([p for pair in pairs for p in (pair.image, pair.mask)]))
+    env = environment(data_fingerprint([p for pair in pairs for p in (pair.image, pair.mask)]), chosen=choice)
     return session.start_fresh(run, cfg, config, env)
 
 

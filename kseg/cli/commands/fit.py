@@ -10,7 +10,7 @@ from kseg.errors import KsegError
 @click.command("fit")
 @click.argument("arch", required=False)
 @click.option("--all", "all_models", is_flag=True, help="Train every registered model, one after the other.")
-@click.option("--recipe", help="Start from a recipe: a shipped name (study, camvid) or a JSON file.")
+@click.option("--recipe", metavar="NAME|FILE", help="Start from a recipe: a shipped name (study, camvid) or a JSON file.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Settings from a JSON file (e.g. a run's config.json); options override it.")
 @click.option("--crops", is_flag=True, help="Random native-resolution crops instead of the grid.")

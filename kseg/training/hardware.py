@@ -1,0 +1,71 @@
+"""Settings chosen from the machine at hand: `--precision auto` and `--jit auto`.
+
+Measured on this project's 2-core AMD EPYC with AVX-512 BF16 (issue 12's table): a
+U-Net train step runs 1.34x faster in mixed_bfloat16 than in float32, and XLA makes it
+0.8x (XLA's CPU path loses oneDNN); on an AVX2 CPU without bfloat16 units mixed
+precision ran 6-10x slower (docs/benchmarks.md). Hence bfloat16 only where the
+hardware has it natively, and XLA only on GPUs.
+"""
+
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+AMPERE = (8, 0)  # first NVIDIA compute capability with bfloat16 tensor cores
+
+
+def gpus():
+    """[(name, (major, minor) or None)] of the visible GPUs (TensorFlow backend only)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return []
+    import tensorflow as tf
+
+    out = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        details = tf.config.experimental.get_device_details(gpu)
+        out.append((details.get("device_name", gpu.name), details.get("compute_capability")))
+    return out
+
+
+def pick_precision(requested, cpu_flags, gpu_list):
+    """`(precision, reason)`: `requested` itself, or for "auto" bfloat16 where it is native."""
+    if requested != "auto":
+        return requested, "asked for"
+    if gpu_list:
+        name, capability = gpu_list[0]
+        if capability and tuple(capability) >= AMPERE:
+            return "mixed_bfloat16", f"auto: {name} has bfloat16 units"
+        return "float32", f"auto: {name} has no bfloat16 units"
+    native = [f for f in BF16_CPU_FLAGS if f in (cpu_flags or ())]
+    if native:
+        return "mixed_bfloat16", f"auto: this CPU has {native[0].upper()}"
+    return "float32", "auto: this CPU has no native bfloat16"
+
+
+def pick_jit(requested, gpu_list, backend="tensorflow"):
+    """`(jit, reason)`: XLA on GPUs, off on CPUs (where it loses oneDNN), unless asked.
+
+    Only TensorFlow has that choice: JAX always compiles (jit_compile=False would run
+    eagerly) and Keras' torch backend does not compile; both keep Keras' "auto" (None).
+    """
+    if requested is not None:
+        return requested, "asked for"
+    if backend != "tensorflow":
+        return None, f"auto: Keras' default for {backend}"
+    if gpu_list:
+        return True, "auto: a GPU is visible"
+    return False, "auto: XLA is slower than oneDNN on CPUs"
+
+
+def choose(cfg):
+    """`(cfg with precision and jit decided, {"precision", "jit", and their reasons})`."""
+    import dataclasses
+
+    from kseg.training.environment import cpu_info
+
+    import keras
+
+    found = gpus()
+    precision, why_precision = pick_precision(cfg.precision, cpu_info()["flags"], found)
+    jit, why_jit = pick_jit(cfg.jit, found, keras.backend.backend())
+    choice = {"precision": precision, "precision_reason": why_precision, "jit": jit, "jit_reason": why_jit}
+    return dataclasses.replace(cfg, precision=precision, jit=jit), choice
