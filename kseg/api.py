@@ -37,43 +37,57 @@ def load_run(run, runs="runs"):
     return resolve_runs([str(run)], runs)[0]
 
 
-def evaluate(run, splits=None, data=None, patches=False, runs="runs", write=True, log=None):
+def evaluate(run, splits=None, data=None, patches=False, runs="runs", write=True, log=None, *,
+             window=None, overlap=0.33, tta=None, mode=None):
     """Scores of a run's best model on whole splits, as the dict eval.json holds.
 
-    `splits` default to val and test. `patches=True` scores with the study's patch grid
-    instead of whole frames. With `write`, eval.json and eval.md go into the run directory.
+    `splits` default to val and test. How frames go through the network: whole frames
+    padded to the stride (default); `patches=True` the study's patch grid; `window=512`
+    (with `overlap`) sliding windows; `tta="flip,scales=0.75:1:1.25"` test-time
+    augmentation; or a ready `mode` (`kseg.inference.mode.InferenceMode`). With
+    `write`, eval.json (which records the mode) and eval.md go into the run directory.
     """
     from kseg.inference.evaluate import DEFAULT_SPLITS, evaluate_run, write_eval_json
     from kseg.reporting.tables import write_eval_markdown
 
     run = load_run(run, runs)
-    result = evaluate_run(run, list(splits or DEFAULT_SPLITS), data=data, patches=patches, log=log)
+    mode = mode or _mode(run, patches, window, overlap, tta)
+    result = evaluate_run(run, list(splits or DEFAULT_SPLITS), data=data, log=log, mode=mode)
     if write:
         write_eval_json(run, result)
         write_eval_markdown(run, result)
     return result
 
 
-def predict(run, images, out=None, patches=False, runs="runs", on_written=None):
+def predict(run, images, out=None, patches=False, runs="runs", on_written=None, *, window=None,
+            overlap=0.33, tta=None, mode=None, confidence=False, save_probs=False):
     """Label maps of `images` (paths, folders, globs, or (H, W, 3) arrays).
 
-    Without `out`, returns a list of uint8 (H, W) label maps. With `out`, writes each
-    image's colour mask and overlay there as it goes, and returns
-    `[(image, mask_path, overlay_path)]`.
+    The mode arguments are `evaluate`'s. Without `out`, returns a list of uint8 (H, W)
+    label maps. With `out`, writes each image's colour mask and overlay there as it
+    goes (`confidence`: also `<stem>_confidence.png`; `save_probs`: also float16
+    `<stem>_probs.npz`), and returns `[(image, mask_path, overlay_path)]`.
     """
     from kseg.inference import predict as pr
     from kseg.inference.frames import predict_labels
 
     run = load_run(run, runs)
+    mode = mode or _mode(run, patches, window, overlap, tta)
     model = run.load_model("best")
-    grid = run.grid() if patches else None
     if out is None:
         arrays = [image if not isinstance(image, (str, Path)) else pr.read_input_image(image)
                   for image in _expand(images)]
-        return [predict_labels(model, image, run.stride, grid) for image in arrays]
+        return [predict_labels(model, image, run.stride, mode) for image in arrays]
     paths = pr.expand_inputs(images, out)
     pr.check_unique_stems(paths)
-    return pr.predict_images(model, paths, run.spec, Path(out), run.stride, grid, on_written=on_written)
+    return pr.predict_images(model, paths, run.spec, Path(out), run.stride, mode, on_written=on_written,
+                             confidence=confidence, probs=save_probs)
+
+
+def _mode(run, patches, window, overlap, tta):
+    from kseg.inference.mode import make_mode
+
+    return make_mode(patches=run.grid() if patches else None, window=window, overlap=overlap, tta=tta)
 
 
 def _expand(images):

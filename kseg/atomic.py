@@ -2,6 +2,10 @@
 
 A crash or a kill at any moment leaves either the old file or the new one, never a
 truncated one. `os.replace` is atomic on POSIX and Windows within one file system.
+A failed write (a full disk, a read-only folder) leaves the old file too, removes the
+temporary one, and raises the OSError with the target's name in `filename` (a failing
+`write()` or `fsync()` carries no file name of its own), so the one line the CLI prints
+names the file that did not fit.
 """
 
 import contextlib
@@ -22,14 +26,19 @@ def atomic_path(path):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal mode
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file a normal mode
         yield Path(tmp)
         _fsync(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            exc.filename = os.fspath(path)
+        raise
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with contextlib.suppress(OSError):  # the disk may be gone; the temp file is not ours to keep
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def write_bytes(path, data):

@@ -168,3 +168,20 @@ def test_stray_non_image_files_are_ignored_or_named(tmp_path):
     (root / "trainannot" / "b.png").write_bytes(png_bytes(MASK))
     with pytest.raises(DataError, match=r"train/b\.png: not an image file"):
         check_dataset(root)
+
+
+def test_a_decompression_bomb_is_refused_naming_the_file(tmp_path):
+    """A PNG of under 100 bytes whose header claims 100000 x 100000 pixels."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0"))
+                     + chunk(b"IEND", b""))
+    for read in (io.read_image, io.read_mask, io.image_size):
+        with pytest.raises(DataError, match="bomb.png: refused to decode: its header claims a huge image"):
+            read(bomb)

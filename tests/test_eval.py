@@ -249,3 +249,40 @@ def test_split_accumulator_hand_worked():
     assert r["loss"] == pytest.approx((math.log(2) + math.log(4 / 3) + math.log(4)) / 3, rel=1e-6)
     assert r["soft_dice"] == pytest.approx((0.4 + 4 / 7) / 2, rel=1e-6)
     assert r["pixels"] == 3
+
+
+def test_eval_all_goes_on_past_a_corrupt_run_and_fails_at_the_end(tmp_path):
+    data = write_dataset(tmp_path / "data", counts=(0, 1, 0))
+    runs = tmp_path / "runs"
+    make_run(runs, "good", data)
+    (make_run(runs, "broken", data) / "best.keras").write_bytes(b"not a keras file")
+    make_run(runs, "zgood", data, seed=3)
+    res = CliRunner().invoke(main, ["eval", "--all", "--runs", str(runs), "--splits", "val"])
+    assert res.exit_code == 1, res.output
+    lines = [line for line in res.output.splitlines() if line.startswith("broken: cannot evaluate")]
+    assert len(lines) == 1 and "best.keras" in lines[0]
+    assert "1 run(s) not evaluated: broken" in res.output and "Traceback" not in res.output
+    for name in ("good", "zgood"):  # evaluated before and after the broken one
+        assert set(json.loads((runs / name / "eval.json").read_text())["splits"]) == {"val"}
+    assert "Table II" in res.output and not (runs / "broken" / "eval.json").exists()
+
+
+def test_eval_window_and_tta_modes_are_recorded(study):
+    """A pointwise model gives the same scores whole, windowed and flipped; eval.json
+    and Table II record the mode."""
+    runs, _ = study
+    base = json.loads(CliRunner().invoke(main, ["eval", "tiny", "--runs", str(runs), "--splits", "val",
+                                                "--json"]).stdout)[0]
+    res = CliRunner().invoke(main, ["eval", "tiny", "--runs", str(runs), "--splits", "val", "--window", "32",
+                                    "--overlap", "0.5", "--tta", "flip"])
+    assert res.exit_code == 0, res.output
+    ev = json.loads((runs / "tiny" / "eval.json").read_text())
+    assert ev["mode"] == "window" and ev["inference"]["window"] == 32 and ev["inference"]["tta_flip"]
+    assert ev["splits"]["val"]["miou"] == pytest.approx(base["splits"]["val"]["miou"], abs=1e-9)
+    assert ev["splits"]["val"]["loss"] == pytest.approx(base["splits"]["val"]["loss"], rel=1e-4)
+    md = (runs / "tiny" / "eval.md").read_text()
+    assert "window 32 (overlap 0.5), TTA flip, scales 1 |" in md  # Table II's mode column
+    bad = CliRunner().invoke(main, ["eval", "tiny", "--runs", str(runs), "--patches", "--window", "32"])
+    assert bad.exit_code == 1 and "cannot be combined" in bad.output
+    bad = CliRunner().invoke(main, ["eval", "tiny", "--runs", str(runs), "--tta", "flop"])
+    assert bad.exit_code == 1 and "flop" in bad.output

@@ -35,18 +35,31 @@ def _images(shape=(2, 16, 24, 3)):
     return np.random.default_rng(1).uniform(0, 255, shape).astype(np.float32)
 
 
-@pytest.mark.parametrize(
-    "fmt",
-    ["keras", "tf_saved_model",
-     pytest.param("onnx", marks=pytest.mark.skipif(not HAS_ONNX, reason="needs tf2onnx and onnxruntime"))],
-)
+def _has_litert():
+    try:
+        import tensorflow as tf
+
+        return hasattr(tf.lite, "TFLiteConverter") and hasattr(tf.lite, "Interpreter")
+    except ImportError:
+        return False
+
+
+HAS_LITERT = _has_litert()
+FORMATS = ["keras", "tf_saved_model",
+           pytest.param("onnx", marks=pytest.mark.skipif(not HAS_ONNX,
+                                                         reason="needs tf2onnx and onnxruntime")),
+           pytest.param("litert", marks=pytest.mark.skipif(not HAS_LITERT, reason="needs tf.lite"))]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 def test_export_matches_checkpoint(run_dir, tmp_path, fmt):
     from kseg.inference import export
     from kseg.runs import RunDir
 
-    out = export.export_run(run_dir, fmt, tmp_path / f"model{export.SUFFIX[fmt]}")
+    size = (16, 24) if fmt == "litert" else None  # LiteRT's builtin ops take fixed H, W
+    out = export.export_run(run_dir, fmt, tmp_path / f"model{export.SUFFIX[fmt]}", size=size)
     assert out.exists()
-    x = _images()  # a batch and a size the export never saw: both must be dynamic
+    x = _images()  # a batch and (but for litert) a size the export never saw: both dynamic
     expected = RunDir(run_dir).load_model().predict_on_batch(x)
     got = export.load_exported(out, fmt)(x)
     assert got.shape == (2, 16, 24, 5)
@@ -94,3 +107,62 @@ def test_not_a_run_dir(tmp_path):
         export.export_run(tmp_path, "keras")
     result = CliRunner().invoke(__import__("kseg.cli").cli.main, ["export", str(tmp_path)])
     assert result.exit_code == 1 and "not a run directory" in result.output
+
+
+def test_check_fails_on_an_export_that_disagrees(run_dir, tmp_path, monkeypatch):
+    from kseg.cli import main
+    from kseg.inference import export
+
+    real = export.load_exported
+
+    def tampered(path, fmt):  # as if the exported weights had been changed
+        run = real(path, fmt)
+        return lambda x: run(x) + 0.25
+
+    monkeypatch.setattr(export, "load_exported", tampered)
+    out = tmp_path / "m.keras"
+    result = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(out)])
+    assert result.exit_code == 1, result.output
+    line = result.output.strip().splitlines()[-1]
+    assert line.startswith("Error: Check failed:") and "largest logit difference 2.500e-01" in line
+    ok = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(out), "--tolerance", "0.3"])
+    assert ok.exit_code == 0 and "largest logit difference 2.50e-01" in ok.output
+    assert CliRunner().invoke(main, ["export", str(run_dir), "--out", str(out), "--no-check"]).exit_code == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["unet", "deeplabv3"])
+def test_real_networks_export_in_every_format(arch, tmp_path):
+    """The registry's networks at 64x64 and 3 classes, every format at a fixed --size;
+    DeepLabV3's bilinear upsampling cannot be traced with dynamic sizes: the error
+    names --size."""
+    import kseg
+    from kseg.inference import export
+
+    model = kseg.create_model(arch, num_classes=3)
+    for fmt in [f for f in export.FORMATS if (f != "onnx" or HAS_ONNX) and (f != "litert" or HAS_LITERT)]:
+        out = export.export_model(model, fmt, tmp_path / f"{arch}{export.SUFFIX[fmt]}", size=(64, 64))
+        assert export.verify_export(model, out, fmt, shape=(1, 64, 64, 3)) < 1e-3, fmt
+    if arch == "deeplabv3":
+        with pytest.raises(KsegError, match="--size HxW") as err:
+            export.export_model(model, "litert", tmp_path / "dynamic.tflite")
+        assert "\n" not in str(err.value)
+
+
+def test_a_mixed_precision_model_exports_in_float32(tmp_path):
+    """Runtimes lack bfloat16 kernels: the export is a float32 copy with the same weights."""
+    import keras
+
+    from kseg.inference import export
+    from kseg.training.loop import dtype_policy
+
+    with dtype_policy("mixed_bfloat16"):
+        inputs = keras.Input((None, None, 3))
+        x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+        model = keras.Model(inputs, keras.layers.Conv2D(3, 1, dtype="float32", name="head")(x))
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is put back
+    copy = export.float32_copy(model)
+    assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
+    assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), copy.get_weights(), strict=True))
+    path = export.export_model(model, "onnx", tmp_path / "m.onnx")
+    assert export.verify_export(model, path, "onnx", (1, 8, 8, 3)) < 1e-4

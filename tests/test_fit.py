@@ -87,7 +87,7 @@ def test_fit_writes_a_complete_run_directory(data_dir, trained):
         "monitor_mode": "max",
         "data": str(data_dir.resolve()),
         "model_kwargs": {},
-        "precision": "float32",
+        "precision": "auto",
     }
     assert {k: config[k] for k in expected} == expected
     assert run.spec.num_classes == 11 and run.spec.void == 11
@@ -280,3 +280,14 @@ def test_run_checkpoints_load_in_bare_keras(trained, run_python):
     """)
     k = run.spec.num_classes
     assert out.split() == ["best", str(k), "False", "last", str(k), "False"]
+
+
+def test_a_bad_builder_argument_is_named_and_a_corrected_command_starts_afresh(data_dir, tmp_path):
+    bad = fit(data_dir, tmp_path, "--epochs", "1", "--name", "run", "--model-arg", "decoder_filters=abc",
+              arch="unet")
+    assert bad.exit_code == 1 and "decoder_filters" in bad.output and "Traceback" not in bad.output
+    assert RunDir(tmp_path / "run").state.epoch == 0
+    # The same --name, corrected: the run never finished an epoch, so nothing of it remains.
+    good = fit(data_dir, tmp_path, "--epochs", "1", "--name", "run", arch=TINY)
+    assert good.exit_code == 0, good.output
+    assert RunDir(tmp_path / "run").config["model_kwargs"] == {}

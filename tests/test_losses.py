@@ -395,7 +395,8 @@ def test_checkpoint_loads_without_kseg_and_resumes_with_it(tmp_path, run_python)
     def compiled():
         inputs = keras.Input((8, 8, 3))
         model = keras.Model(inputs, keras.layers.Conv2D(3, 1)(inputs))
-        model.compile(optimizer="adam", loss=build_loss("ce+lovasz", 3, ignore_index=3, class_weights=[1, 2, 1]))
+        loss = build_loss("ce+lovasz", 3, ignore_index=3, class_weights=[1, 2, 1])
+        model.compile(optimizer="adam", loss=loss)
         return model
 
     model = compiled()

@@ -170,3 +170,57 @@ def test_report_evaluates_on_the_fly_and_links_existing_figures(study, tmp_path)
     ]
     assert "Table I: scores on test" in md and "| metric | alpha | beta |" in md
     assert f"| miou | {miou[0]:.3f} | {miou[1]:.3f} |" in md  # test comes after val
+
+
+def test_predict_outputs_follow_the_options(study, tmp_path):
+    runs, images = study
+    out = tmp_path / "out"
+    res = CliRunner().invoke(main, ["predict", "alpha", str(images), "--out", str(out), "--runs", str(runs),
+                                    "--save-probs", "--confidence", "--window", "32", "--tta", "flip"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 8 files" in res.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a_confidence.png", "a_mask.png", "a_overlay.png", "a_probs.npz",
+        "b_confidence.png", "b_mask.png", "b_overlay.png", "b_probs.npz"]
+    for stem in ("a", "b"):
+        with np.load(out / f"{stem}_probs.npz") as npz:
+            probs = npz["probs"]
+            assert list(npz["classes"]) == list(CAMVID.classes)
+        assert probs.dtype == np.float16 and probs.shape[-1] == 11
+        np.testing.assert_allclose(probs.astype(np.float32).sum(-1), 1, atol=1e-2)
+        mask = iio.imread(out / f"{stem}_mask.png")
+        np.testing.assert_array_equal(colorize(probs.argmax(-1), CAMVID), mask)
+        confidence = iio.imread(out / f"{stem}_confidence.png")
+        assert confidence.shape == probs.shape[:2] and confidence.dtype == np.uint8
+        np.testing.assert_allclose(confidence, 255 * probs.astype(np.float32).max(-1), atol=1.0)
+    # A pointwise model: windows and flips change nothing, so the mask is the plain one.
+    expected = _expected_mask(runs / "alpha", images / "a.png")
+    np.testing.assert_array_equal(iio.imread(out / "a_mask.png"), expected)
+    plain = tmp_path / "plain"
+    res = CliRunner().invoke(main, ["predict", "alpha", str(images / "a.png"), "--out", str(plain),
+                                    "--runs", str(runs), "--confidence"])
+    assert res.exit_code == 0 and sorted(p.name for p in plain.iterdir()) == [
+        "a_confidence.png", "a_mask.png", "a_overlay.png"]
+
+
+def test_predict_refuses_an_image_too_large_to_decode(study, tmp_path, monkeypatch):
+    from kseg.inference import predict as pr
+
+    runs, images = study
+    monkeypatch.setattr(pr, "MAX_PIXELS", 1000)
+    res = CliRunner().invoke(main, ["predict", "alpha", str(images / "a.png"), "--out", str(tmp_path / "o"),
+                                    "--runs", str(runs)])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert "a.png: 64x64 is 0 Mpixel, more than kseg decodes" in res.output
+    assert len(res.output.strip().splitlines()) == 1
+
+
+def test_report_with_a_window_mode_evaluates_again(study, tmp_path):
+    runs, _ = study
+    out = tmp_path / "report"
+    res = CliRunner().invoke(main, ["report", "--runs", str(runs), "--out", str(out), "--samples", "1",
+                                    "--window", "32", "--tta", "flip"])
+    assert res.exit_code == 0, res.output
+    ev = json.loads((runs / "alpha" / "eval.json").read_text())
+    assert ev["mode"] == "window" and ev["inference"]["tta_flip"]
+    assert "window 32 (overlap 0.33), TTA flip, scales 1" in (out / "report.md").read_text()

@@ -14,7 +14,9 @@ def scratch_registry(monkeypatch):
     """An empty, already-loaded registry, so tests can add entries freely."""
     monkeypatch.setattr(registry, "_REGISTRY", {})
     monkeypatch.setattr(registry, "_LOAD_ERRORS", {})
+    monkeypatch.setattr(registry, "_FAILED_IMPORTS", set())
     monkeypatch.setattr(registry, "_loaded", True)
+    monkeypatch.setattr(registry, "_builtins_loaded", True)
     return registry._REGISTRY
 
 
@@ -82,3 +84,53 @@ def test_builtins_come_through_the_entry_point_group():
     assert names.get("deeplabv3") == "kseg.models.deeplabv3"
     for name in ("unet", "deeplabv3"):
         assert registry.get_entry(name).source == "builtin"
+
+
+def test_a_name_is_taken_once_but_the_same_function_may_register_again(scratch_registry):
+    def first(**kw):
+        """One."""
+
+    kseg.register_model("once")(first)
+    kseg.register_model("once")(first)  # a module reloaded, a notebook cell run twice
+    with pytest.raises(KsegError, match=r"'once' is already registered by builtin; register .*other"):
+        kseg.register_model("once")(lambda **kw: None)
+    assert registry.get_entry("once").builder is first
+
+
+def test_a_plugin_is_isolated_from_sys_exit_and_refused_a_taken_name(monkeypatch, scratch_registry):
+    monkeypatch.setattr(registry, "_loaded", False)
+    kseg.register_model("unet")(lambda **kw: "builtin")
+
+    def exits():
+        raise SystemExit(2)
+
+    def hijacks():
+        kseg.register_model("unet")(lambda **kw: "hijacked")
+        kseg.register_model("own_net")(lambda **kw: "own")
+
+    eps = [FakeEntryPoint("a_exit", "m1", "kseg-exit", exits),
+           FakeEntryPoint("a_hijack", "m2", "kseg-hijack", hijacks)]
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: eps)
+    with pytest.warns(UserWarning, match="'a_exit'"):
+        assert kseg.list_models() == ["own_net", "unet"]
+    assert kseg.create_model("unet") == "builtin" and kseg.create_model("own_net") == "own"
+    errors = registry.plugin_errors()
+    assert errors["a_exit"] == "kseg-exit: called sys.exit(2) while being imported"
+    assert errors["a_hijack"] == ("kseg-hijack: model name 'unet' is already registered by builtin; "
+                                  "this registration was refused")
+
+
+def test_asking_for_a_model_of_a_failed_plugin_names_the_failure(monkeypatch, scratch_registry):
+    monkeypatch.setattr(registry, "_loaded", False)
+
+    def broken():
+        raise ImportError("needs torchvision")
+
+    monkeypatch.setattr(importlib.metadata, "entry_points",
+                        lambda group: [FakeEntryPoint("badplug", "m", "kseg-bad", broken)])
+    with pytest.warns(UserWarning):
+        with pytest.raises(KsegError, match=r"plugin 'badplug' failed to import: kseg-bad: ImportError: "
+                                            r"needs torchvision"):
+            registry.get_entry("badplug")
+    with pytest.raises(KsegError, match=r"Unknown model 'other'.*plugin 'badplug' failed to import"):
+        registry.get_entry("other")

@@ -11,8 +11,8 @@ import json
 import os
 import platform
 import subprocess
-import time
 import sys
+import time
 from pathlib import Path
 
 from kseg.bench.worker import RESULT_PREFIX
@@ -55,7 +55,8 @@ def run_worker(task, backend="tensorflow", env=None, timeout=1800):
     full_env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-m", "kseg.bench.worker", json.dumps(task)], capture_output=True,
+        proc = subprocess.run([sys.executable, "-m", "kseg.bench.worker", json.dumps(task)],
+                              capture_output=True,
                               text=True, env=full_env, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout} s", "backend": backend}

@@ -12,7 +12,14 @@ import time
 
 import numpy as np
 
-from kseg.bench.timing import CEILING_SHAPE, ceiling_step, conv_ceiling, median_seconds, paired_ratio, peak_rss_mb
+from kseg.bench.timing import (
+    CEILING_SHAPE,
+    ceiling_step,
+    conv_ceiling,
+    median_seconds,
+    paired_ratio,
+    peak_rss_mb,
+)
 
 RESULT_PREFIX = "KSEG_BENCH_RESULT "
 FRAME = (360, 480)  # a CamVid frame; padded to (384, 480) for stride-32 networks
@@ -57,7 +64,8 @@ def network(arch, patch=128, batch_size=16, steps=5, jit=False, precision="float
 
     stride = registry.get_entry(arch).stride
     model = registry.create_model(arch, num_classes=num_classes)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=build_loss("ce", num_classes, void), jit_compile=jit)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=build_loss("ce", num_classes, void),
+                  jit_compile=jit)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch_size, patch, patch, 3)).astype(np.float32)
     y = rng.integers(0, num_classes + 1, (batch_size, patch, patch)).astype(np.uint8)  # void included
@@ -84,18 +92,26 @@ def network(arch, patch=128, batch_size=16, steps=5, jit=False, precision="float
 
 
 def _frames(model, stride, patch, steps):
-    """Frames/s of one 360x480 frame: padded whole frame vs the study's 4x4 patch grid."""
+    """Frames/s of one 360x480 frame: padded whole frame vs the study's 4x4 patch grid,
+    and (one timed frame each, after one warm-up) 256 px sliding windows with overlap
+    0.33 and flip test-time augmentation of the whole frame (two passes)."""
     from kseg.bench import flops
-    from kseg.inference.frames import predict_frames, predict_patch_grid
+    from kseg.inference.frames import frame_logits, predict_frames, predict_patch_grid
+    from kseg.inference.mode import InferenceMode
 
     frame = np.random.default_rng(1).uniform(0, 255, (1, *FRAME, 3)).astype(np.float32)
     padded = tuple(-(-s // stride) * stride for s in FRAME)
     full_s = median_seconds(lambda: predict_frames(model, frame, stride), steps)
     grid_s = median_seconds(lambda: predict_patch_grid(model, frame, grid=(4, 4), patch=patch), steps)
+    side = 256  # sliding windows of a CamVid frame: 2 x 3 tiles
+    window, tta = InferenceMode(window=side), InferenceMode(flip=True)
+    window_s = median_seconds(lambda: frame_logits(model, frame[0], stride, window), 1, warmup=1)
+    tta_s = median_seconds(lambda: frame_logits(model, frame[0], stride, tta), 1, warmup=1)
     frame_flops = flops.forward_flops(model, (*padded, 3))
     return {"frame": list(FRAME), "padded_frame": list(padded), "flops_per_frame": frame_flops,
             "frame_fps": 1 / full_s, "grid_fps": 1 / grid_s, "frame_gflops": frame_flops / full_s / 1e9,
-            "frame_speedup": grid_s / full_s}
+            "frame_speedup": grid_s / full_s, "window": side, "window_fps": 1 / window_s,
+            "tta_flip_fps": 1 / tta_s}
 
 
 def pipeline(root=None, patch=128, grid=(4, 4), batch_size=16):

@@ -2,14 +2,17 @@
 does not pay for importing Keras; a verb's help is its docstring."""
 
 import ctypes
+import errno
 import importlib
 import os
 import sys
+import traceback
 import warnings
 
 import click
 
 from kseg import __version__
+from kseg.errors import KsegError, debug_requested, user_error
 
 # command name -> "module:attribute" under kseg.cli.commands
 COMMANDS = {
@@ -25,6 +28,25 @@ COMMANDS = {
 
 
 class LazyGroup(click.Group):
+    """The group, and kseg's one error boundary: every exception of every verb ends here as
+    one line (`kseg.errors.user_error`), with the traceback only under --verbose/KSEG_DEBUG."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except click.ClickException as exc:
+            if isinstance(exc, KsegError) and _debug(ctx):
+                _print_traceback(exc)
+            raise user_error(exc) from None
+        except Exception as exc:
+            if isinstance(exc, OSError) and exc.errno == errno.EPIPE:
+                raise  # `kseg models | head`: click's main exits quietly
+            if _debug(ctx):
+                _print_traceback(exc)
+            raise user_error(exc) from None
+
     def list_commands(self, ctx):
         return sorted(COMMANDS)
 
@@ -37,7 +59,8 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="kseg")
-@click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up logs (also KSEG_VERBOSE=1).")
+@click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up logs (also KSEG_VERBOSE=1) "
+              "and the traceback of an error (also KSEG_DEBUG=1).")
 def main(verbose):
     """kseg: train, compare and ship semantic segmentation networks in Keras 3."""
     if verbose:
@@ -46,6 +69,21 @@ def main(verbose):
     limit_malloc_arenas()
     # `kseg models` reports broken plugins itself; elsewhere a warning would only be noise.
     warnings.filterwarnings("ignore", message="kseg plugin", category=UserWarning)
+
+
+def _debug(ctx):
+    # The flag of this invocation, not KSEG_VERBOSE: --verbose writes that into os.environ,
+    # where it would outlive the call in a process that invokes the CLI repeatedly.
+    return bool(ctx.params.get("verbose")) or debug_requested()
+
+
+def _print_traceback(exc):
+    """The traceback for a bug report; a KsegError raised `from None` also shows the
+    exception it replaced."""
+    if exc.__suppress_context__ and exc.__context__ is not None:
+        traceback.print_exception(exc.__context__, file=sys.stderr)
+        print("\nwhich kseg reported as:", file=sys.stderr)
+    traceback.print_exception(exc, file=sys.stderr)
 
 
 def limit_malloc_arenas(arenas=2):

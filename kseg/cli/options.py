@@ -55,3 +55,20 @@ def _shown(default):
     if isinstance(default, bool):
         return "on" if default else "off"
     return str(default)
+
+
+# -- inference: one set of options for eval, predict and report ---------------------------
+
+window = click.option("--window", type=click.IntRange(min=1), default=None, metavar="PIXELS",
+                      help="Sliding windows of PIXELS x PIXELS (rounded up to the stride), blended "
+                           "smoothly; bounded memory for large images. Default: whole frames.")
+overlap = click.option("--overlap", type=click.FloatRange(0, 1, max_open=True), default=0.33,
+                       show_default=True, help="Overlap of neighbouring windows, as a fraction of a window.")
+tta = click.option("--tta", default=None, metavar="SPEC",
+                   help="Test-time augmentation: 'flip', 'scales=0.75:1:1.25' or 'flip,scales=...'; "
+                        "logits averaged over the passes.")
+
+
+def inference_options(command):
+    """--window, --overlap and --tta (see kseg.inference.mode.InferenceMode)."""
+    return window(overlap(tta(command)))

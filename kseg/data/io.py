@@ -20,7 +20,12 @@ MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff")
 
 
 def _open(path):
-    """Decode fully (so truncated files fail here); return a loaded PIL image."""
+    """Decode fully (so truncated files fail here); return a loaded PIL image.
+
+    Every decoder failure becomes a DataError naming the file: a header that claims
+    more pixels than Pillow's limit (`Image.MAX_IMAGE_PIXELS`, a "decompression bomb":
+    an 83-byte PNG can claim 100000 x 100000) is refused before any pixel is allocated.
+    """
     path = Path(path)
     try:
         with warnings.catch_warnings():
@@ -28,24 +33,41 @@ def _open(path):
             im = Image.open(path)
             im.load()
         return im
-    except FileNotFoundError:
-        kind = "broken symlink" if path.is_symlink() else "file not found"
-        raise DataError(f"{path}: {kind}") from None
-    except UnidentifiedImageError:
-        raise DataError(f"{path}: not an image file (or an unsupported format)") from None
-    except (OSError, ValueError, SyntaxError, EOFError, MemoryError) as exc:
-        # Pillow reports truncation and CRC failures as OSError / SyntaxError.
-        raise DataError(f"{path}: unreadable or truncated image ({exc})") from None
+    except Exception as exc:
+        raise _decode_error(path, exc) from None
+
+
+def _decode_error(path, exc):
+    """The DataError for a file Pillow could not open or decode."""
+    if isinstance(exc, FileNotFoundError):
+        return DataError(f"{path}: {'broken symlink' if path.is_symlink() else 'file not found'}")
+    if isinstance(exc, Image.DecompressionBombError):
+        return DataError(f"{path}: refused to decode: its header claims a huge image ({exc}); "
+                         f"the file is corrupt or hostile, replace it")
+    if isinstance(exc, UnidentifiedImageError):
+        return DataError(f"{path}: not an image file (or an unsupported format)")
+    if isinstance(exc, OSError) and exc.errno is not None:
+        # The file cannot be read at all (permissions, a folder, a failing disk).
+        return DataError(f"{path}: cannot read ({exc.strerror or exc})")
+    if isinstance(exc, MemoryError):
+        return DataError(f"{path}: too large to decode in the memory available")
+    # Pillow reports truncation and CRC failures as OSError / SyntaxError, and a
+    # malformed header may raise anything (ValueError, struct.error, IndexError ...).
+    text = " ".join(str(exc).split())[:200]
+    return DataError(f"{path}: unreadable or truncated image ({type(exc).__name__}: {text})")
 
 
 def image_size(path):
     """(H, W) from the header alone, without decoding pixels."""
+    path = Path(path)
     try:
-        with Image.open(path) as im:
-            w, h = im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as im:
+                w, h = im.size
         return h, w
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-        raise DataError(f"{path}: unreadable image ({exc})") from None
+    except Exception as exc:
+        raise _decode_error(path, exc) from None
 
 
 def read_image(path):
@@ -68,7 +90,8 @@ def read_mask(path, spec=None, check=True):
 
     Args:
         path: mask file.
-        spec: the DatasetSpec; needed to map RGB masks and to check values.
+        spec: the DatasetSpec; maps RGB masks (colours) and raw values (`label_map`) to
+            classes, and checks values.
         check: raise DataError when a value is neither a class nor void.
     """
     im = _open(path)
@@ -92,6 +115,8 @@ def read_mask(path, spec=None, check=True):
             mask = rgb_to_mask(rgb, spec, path)
     else:
         raise DataError(f"{path}: unsupported mask mode {mode}; save as 8-bit grayscale PNG")
+    if spec is not None and spec.label_map is not None and mode not in ("RGB", "RGBA"):
+        mask = np.asarray(spec.label_map, np.uint8)[mask]  # raw values -> classes (Cityscapes ids)
     if check and spec is not None:
         check_mask_values(mask, spec, path)
     return mask

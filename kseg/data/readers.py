@@ -1,4 +1,9 @@
-"""Find image/mask pairs in the two supported layouts.
+"""Find image/mask pairs: the named dataset layouts, SegNet/CamVid, and generic folders.
+
+Named layouts (`kseg.data.layouts`), tried first: Cityscapes (leftImg8bit/ + gtFine/),
+Pascal VOC 2012 (JPEGImages/ + SegmentationClass/ + ImageSets/Segmentation/) and
+ADE20K SceneParsing (images/ + annotations/). Each brings its classes, colours and a
+label map in its spec, which `kseg.data.io.read_mask` applies to every mask it reads.
 
 SegNet/CamVid layout::
 
@@ -18,7 +23,7 @@ never changes split when files are added. A split that gets no pairs is left out
 Pair lists are read relative to the root. Absolute paths that do not exist (SegNet's
 lists say /SegNet/CamVid/train/x.png) fall back to root/<folder>/<file>.
 The spec is `spec` if given (a DatasetSpec or a JSON path), else root/kseg.json, else
-CamVid's for the SegNet layout, else inferred from the mask values.
+the named layout's (CamVid's for the SegNet layout), else inferred from the mask values.
 """
 
 import zlib
@@ -27,27 +32,19 @@ from pathlib import Path
 
 import numpy as np
 
-from kseg.data import io
+from kseg.data import io, layouts
+from kseg.data.pairs import Pair, pair_folders, read_list
 from kseg.data.spec import CAMVID, DatasetSpec, infer_spec, load_spec
 from kseg.errors import DataError
 
 SPLITS = ("train", "val", "test")
-
-
-@dataclass(frozen=True)
-class Pair:
-    image: Path
-    mask: Path
-
-    @property
-    def name(self):
-        return self.image.stem
+__all__ = ["SPLITS", "Dataset", "Pair", "detect_layout", "open_dataset", "resolve_spec"]
 
 
 @dataclass
 class Dataset:
     root: Path
-    layout: str  # "segnet" | "generic"
+    layout: str  # "cityscapes" | "voc" | "ade20k" | "segnet" | "generic"
     spec: DatasetSpec
     splits: dict  # split name -> list[Pair], only splits that exist
 
@@ -64,13 +61,21 @@ def open_dataset(root, spec=None):
     if not root.is_dir():
         raise DataError(f"{root}: dataset folder not found")
     layout = detect_layout(root)
-    splits = _segnet_splits(root) if layout == "segnet" else _generic_splits(root)
+    if layout in layouts.LAYOUTS:
+        splits = layouts.LAYOUTS[layout].splits(root)
+    else:
+        splits = _segnet_splits(root) if layout == "segnet" else _generic_splits(root)
     if not splits:
         raise DataError(f"{root}: no split has any image/mask pairs")
     return Dataset(root, layout, resolve_spec(root, layout, splits, spec), splits)
 
 
 def detect_layout(root):
+    """The layout name of the dataset at `root`; DataError when none fits."""
+    root = Path(root)
+    named = layouts.detect(root)
+    if named is not None:
+        return named
     if (root / "images").is_dir() or (root / "masks").is_dir():
         for sub in ("images", "masks"):
             if not (root / sub).is_dir():
@@ -81,7 +86,7 @@ def detect_layout(root):
            for s in SPLITS):
         return "segnet"
     raise DataError(f"{root}: no dataset layout found; expected train/ + trainannot/ "
-                    f"(SegNet/CamVid) or images/ + masks/")
+                    f"(SegNet/CamVid), images/ + masks/, or {layouts.describe()}")
 
 
 def resolve_spec(root, layout, splits, spec=None):
@@ -91,6 +96,8 @@ def resolve_spec(root, layout, splits, spec=None):
         return load_spec(spec)
     if (root / "kseg.json").is_file():
         return load_spec(root / "kseg.json")
+    if layout in layouts.LAYOUTS:
+        return layouts.LAYOUTS[layout].SPEC
     if layout == "segnet":
         return CAMVID
     values = set()
@@ -105,7 +112,7 @@ def _segnet_splits(root):
     for s in SPLITS:
         lst = root / f"{s}.txt"
         if lst.is_file():
-            splits[s] = _read_list(lst, root, s, f"{s}annot")
+            splits[s] = read_list(lst, root, s, f"{s}annot")
             continue
         img_dir, mask_dir = root / s, root / f"{s}annot"
         if not img_dir.is_dir() and not mask_dir.is_dir():
@@ -113,7 +120,7 @@ def _segnet_splits(root):
         for d, other in ((img_dir, mask_dir), (mask_dir, img_dir)):
             if not d.is_dir():
                 raise DataError(f"{d}: missing folder (needed beside {other.name}/)")
-        splits[s] = _pair_folders(img_dir, mask_dir)
+        splits[s] = pair_folders(img_dir, mask_dir)
     return splits
 
 
@@ -121,7 +128,7 @@ def _generic_splits(root):
     images, masks = root / "images", root / "masks"
     lists = {s: root / f"{s}.txt" for s in SPLITS if (root / f"{s}.txt").is_file()}
     if lists:
-        return {s: _read_list(p, root, "images", "masks") for s, p in lists.items()}
+        return {s: read_list(p, root, "images", "masks") for s, p in lists.items()}
     subs = [s for s in SPLITS if (images / s).is_dir() or (masks / s).is_dir()]
     if subs:
         splits = {}
@@ -130,79 +137,11 @@ def _generic_splits(root):
                 if not d.is_dir():
                     raise DataError(f"{d}: missing folder (split '{s}' needs images/{s}/ "
                                     f"and masks/{s}/)")
-            splits[s] = _pair_folders(images / s, masks / s)
+            splits[s] = pair_folders(images / s, masks / s)
         return splits
     splits = {}
-    for pair in _pair_folders(images, masks):
+    for pair in pair_folders(images, masks):
         bucket = zlib.crc32(pair.image.stem.encode("utf-8")) % 10
         splits.setdefault("test" if bucket == 0 else "val" if bucket == 1 else "train",
                           []).append(pair)
     return {s: splits[s] for s in SPLITS if s in splits}
-
-
-def _files_by_stem(folder, suffixes):
-    found = {}
-    for f in sorted(folder.iterdir()):
-        if f.name.startswith(".") or f.suffix.lower() not in suffixes:
-            continue  # .DS_Store, README.txt, Thumbs.db: not data
-        if f.is_dir():
-            continue
-        if f.stem in found:
-            raise DataError(f"{f}: two files with stem '{f.stem}' ({found[f.stem].name}, "
-                            f"{f.name}); keep one")
-        found[f.stem] = f
-    return found
-
-
-def _pair_folders(img_dir, mask_dir):
-    images = _files_by_stem(img_dir, io.IMAGE_SUFFIXES)
-    masks = _files_by_stem(mask_dir, io.MASK_SUFFIXES)
-    if not images and not masks:
-        raise DataError(f"{img_dir}: empty split (no image files)")
-    lonely = [images[s] for s in sorted(set(images) - set(masks))]
-    lonely += [masks[s] for s in sorted(set(masks) - set(images))]
-    if lonely:
-        shown = ", ".join(str(p) for p in lonely[:5]) + (" ..." if len(lonely) > 5 else "")
-        raise DataError(f"{len(lonely)} file(s) without a partner in {img_dir.name}/ vs "
-                        f"{mask_dir.name}/ (matched by stem): {shown}")
-    return [Pair(images[s], masks[s]) for s in sorted(images)]
-
-
-def _read_list(path, root, img_folder, mask_folder):
-    pairs = []
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: unreadable pair list ({exc})") from None
-    for n, line in enumerate(lines, 1):
-        tokens = line.split()
-        if not tokens or tokens[0].startswith("#"):
-            continue
-        if len(tokens) == 1:  # a bare stem: look it up in the two folders
-            pairs.append(_pair_from_stem(root, img_folder, mask_folder, tokens[0], path, n))
-        elif len(tokens) == 2:
-            pairs.append(Pair(_resolve(root, tokens[0]), _resolve(root, tokens[1])))
-        else:
-            raise DataError(f"{path}:{n}: expected 'image mask' or a stem, got {line!r}")
-    if not pairs:
-        raise DataError(f"{path}: empty split (the pair list has no entries)")
-    return pairs
-
-
-def _pair_from_stem(root, img_folder, mask_folder, stem, path, n):
-    found = []
-    for folder, suffixes in ((img_folder, io.IMAGE_SUFFIXES), (mask_folder, io.MASK_SUFFIXES)):
-        hits = [root / folder / (stem + s) for s in suffixes if (root / folder / (stem + s)).exists()]
-        if not hits:
-            raise DataError(f"{path}:{n}: no file named {stem}.* in {root / folder}")
-        found.append(hits[0])
-    return Pair(*found)
-
-
-def _resolve(root, token):
-    p = Path(token)
-    if not p.is_absolute():
-        return root / p
-    if p.exists():
-        return p
-    return root / p.parent.name / p.name  # SegNet lists: /SegNet/CamVid/train/x.png

@@ -15,8 +15,11 @@ without "colors" get display colours only, and RGB masks are an error there.
 """
 
 import json
+import numbers
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from kseg.errors import DataError
 
@@ -43,13 +46,21 @@ class DatasetSpec:
     void: int | None = None
     void_color: tuple | None = None
     color_map: bool = True
+    # 256 ints: the class (or void) of each raw value stored in single-channel mask files,
+    # e.g. Cityscapes labelIds -> trainIds; None: the files hold class indices.
+    label_map: tuple | None = None
 
     def __post_init__(self):
+        _check_fields(self)  # types and shapes first, so the conversions below cannot fail
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
-        colors = self.colors if self.colors else default_colors(len(self.classes))
+        colors = self.colors if len(self.colors) else default_colors(len(self.classes))
         object.__setattr__(self, "colors", tuple(tuple(int(v) for v in c) for c in colors))
+        if self.void is not None:
+            object.__setattr__(self, "void", int(self.void))
         if self.void_color is not None:
             object.__setattr__(self, "void_color", tuple(int(v) for v in self.void_color))
+        if self.label_map is not None:
+            object.__setattr__(self, "label_map", tuple(int(v) for v in self.label_map))
         _validate(self)
 
     @property
@@ -61,39 +72,120 @@ class DatasetSpec:
         return {"name": self.name, "classes": list(self.classes),
                 "colors": [list(c) for c in self.colors], "void": self.void,
                 "void_color": list(self.void_color) if self.void_color else None,
-                "color_map": self.color_map}
+                "color_map": self.color_map,
+                **({"label_map": list(self.label_map)} if self.label_map is not None else {})}
 
     @classmethod
     def from_dict(cls, d, source="spec"):
-        """Build from a dict such as `to_dict()` or a `kseg.json` file's content."""
-        if not isinstance(d, dict) or not d.get("classes"):
-            raise DataError(f"{source}: a dataset spec needs a non-empty 'classes' list")
-        unknown = set(d) - {"name", "classes", "colors", "void", "void_color", "color_map"}
+        """Build from a dict such as `to_dict()` or a `kseg.json` file's content.
+
+        Every field is checked for type, range and shape; a DataError names `source`
+        and the field.
+        """
+        if not isinstance(d, dict):
+            raise DataError(f"{source}: a dataset spec is a JSON object such as "
+                            f'{{"classes": ["sky", "road"]}}. Received: {_show(d)}')
+        unknown = set(d) - set(SPEC_FIELDS)
         if unknown:
-            raise DataError(f"{source}: unknown spec keys {sorted(unknown)}")
-        has_colors = bool(d.get("colors"))
+            raise DataError(f"{source}: unknown spec keys {sorted(unknown)}; "
+                            f"the keys are {', '.join(SPEC_FIELDS)}")
+        if "classes" not in d:
+            raise DataError(f"{source}: 'classes' is missing: a dataset spec needs a non-empty "
+                            f"list of class names")
+        colors = d.get("colors")
+        colors = () if colors is None else colors
+        color_map = d.get("color_map", bool(colors))
         try:
-            return cls(name=str(d.get("name", "dataset")), classes=d["classes"],
-                       colors=d.get("colors") or (), void=d.get("void"),
-                       void_color=d.get("void_color"),
-                       color_map=bool(d.get("color_map", has_colors)) and has_colors)
-        except (TypeError, ValueError) as exc:
+            if color_map is True and not colors:
+                raise ValueError("'color_map' is true but there are no 'colors' to map RGB masks "
+                                 "through; add 'colors' or drop 'color_map'")
+            return cls(name=d.get("name", "dataset"), classes=d["classes"], colors=colors,
+                       void=d.get("void"), void_color=d.get("void_color"), color_map=color_map,
+                       label_map=d.get("label_map"))
+        except ValueError as exc:
             raise DataError(f"{source}: {exc}") from None
 
 
+SPEC_FIELDS = ("name", "classes", "colors", "void", "void_color", "color_map", "label_map")
+RGB_HELP = "[R, G, B] (three ints 0-255)"
+
+
+def _check_fields(spec):
+    """Raise ValueError naming the field whose type, range or shape is wrong."""
+    if not isinstance(spec.name, str) or not spec.name.strip():
+        raise ValueError(f"'name' must be a non-empty string. Received: {_show(spec.name)}")
+    classes = spec.classes
+    if not isinstance(classes, (list, tuple)):
+        raise ValueError(f'\'classes\' must be a list of class names, e.g. ["sky", "road"]. '
+                         f"Received: {_show(classes)}")
+    if not 1 <= len(classes) <= 255:
+        raise ValueError(f"'classes' needs 1 to 255 class names. Received: {len(classes)}")
+    for i, c in enumerate(classes):
+        if not isinstance(c, str) or not c.strip():
+            raise ValueError(f"'classes'[{i}] must be a non-empty string (a class name). "
+                             f"Received: {_show(c)}")
+    twice = sorted({c for c in classes if classes.count(c) > 1})
+    if twice:
+        raise ValueError(f"'classes' names {', '.join(map(repr, twice))} more than once")
+    if not isinstance(spec.colors, (list, tuple, np.ndarray)):
+        raise ValueError(f"'colors' must be a list with one {RGB_HELP} per class. "
+                         f"Received: {_show(spec.colors)}")
+    if len(spec.colors) and len(spec.colors) != len(classes):
+        raise ValueError(f"'colors' has {len(spec.colors)} entries for {len(classes)} classes; "
+                         f"give one {RGB_HELP} per class")
+    for i, c in enumerate(spec.colors):
+        _check_rgb(c, f"'colors'[{i}]")
+    _check_void(spec.void, len(classes))
+    if spec.void_color is not None:
+        _check_rgb(spec.void_color, "'void_color'")
+    if not isinstance(spec.color_map, bool):
+        raise ValueError(f"'color_map' must be true or false. Received: {_show(spec.color_map)}")
+    lut = spec.label_map
+    if lut is not None and not (isinstance(lut, (list, tuple, np.ndarray)) and len(lut) == 256
+                                and all(_is_int(v) and 0 <= v <= 255 for v in lut)):
+        raise ValueError(f"'label_map' must be 256 ints 0-255 (the class of each raw mask value). "
+                         f"Received: {_show(lut)}")
+
+
+def _check_rgb(value, field):
+    ok = (isinstance(value, (list, tuple, np.ndarray)) and len(value) == 3
+          and all(_is_int(v) and 0 <= v <= 255 for v in value))
+    if not ok:
+        raise ValueError(f"{field} must be {RGB_HELP}. Received: {_show(value)}")
+
+
+def _check_void(void, k):
+    if void is None:
+        return
+    if not _is_int(void):
+        raise ValueError(f"'void' must be an int (the mask value of unlabelled pixels) or null. "
+                         f"Received: {_show(void)}")
+    if not k <= void <= 255:
+        raise ValueError(f"'void' must be in [{k}, 255] (after the {k} classes). Received: {void}")
+
+
+def _is_int(v):
+    return isinstance(v, numbers.Integral) and not isinstance(v, (bool, np.bool_))
+
+
+def _show(value):
+    """A value as the user wrote it in JSON, cut to a readable length."""
+    try:
+        text = json.dumps(value)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _validate(spec):
+    """Checks across fields, after _check_fields: colours usable as a colour map."""
     k = len(spec.classes)
-    if k == 0 or k > 255:
-        raise ValueError(f"needs 1 to 255 classes, got {k}")
-    if len(spec.colors) != k or any(len(c) != 3 or not all(0 <= v <= 255 for v in c)
-                                    for c in spec.colors):
-        raise ValueError(f"needs one RGB colour (0-255) per class: {k} classes, "
-                         f"{len(spec.colors)} colours")
-    if spec.void is not None and not (k <= spec.void <= 255):
-        raise ValueError(f"void must be an int in [{k}, 255] (after the classes), "
-                         f"got {spec.void}")
     if spec.color_map and len(set(spec.colors)) != k:
-        raise ValueError("colours must be distinct to map RGB masks to classes")
+        raise ValueError("'colors' must be distinct to map RGB masks to classes")
+    if spec.color_map and spec.void is not None and spec.void_color in spec.colors:
+        raise ValueError(f"'void_color' {list(spec.void_color)} is also the colour of class "
+                         f"{spec.classes[spec.colors.index(spec.void_color)]!r}; an RGB mask "
+                         f"could not tell them apart")
 
 
 def default_colors(n):

@@ -8,8 +8,11 @@ probabilities over the whole split: per class 2*sum(p*y) / (sum(p) + sum(y)), ma
 averaged over the classes present in the labels (as `keras_metrics.SoftDice`).
 
 Times: `eval_seconds` is the whole split (reading, predicting, scoring);
-`predict_ms_per_frame` is the network call alone (pad, predict, crop) per frame. One
-untimed warm-up frame runs first, so graph tracing is not counted as prediction.
+`predict_ms_per_frame` is the network call alone per frame (pad, predict, crop; with
+sliding windows or test-time augmentation, all tiles and passes and their blending).
+One untimed warm-up frame runs first, so graph tracing is not counted as prediction.
+Logits are scored band by band as `kseg.inference.frames.iter_logit_bands` yields
+them, so windowed evaluation of a large frame never holds its (H, W, K) logits.
 """
 
 import json
@@ -20,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.inference.frames import frame_logits
+from kseg.inference.frames import as_mode, frame_logits, iter_logit_bands
 
 DEFAULT_SPLITS = ("val", "test")
 
@@ -66,10 +69,11 @@ class SplitAccumulator:
         }
 
 
-def evaluate_split(model, pairs, spec, stride, patches=None):
+def evaluate_split(model, pairs, spec, stride, mode=None):
     """Scores and times of `model` on a list of Pair(image, mask) frames.
 
-    Returns a dict with Table I's metrics, `frames`, `pixels`, `iou_per_class`,
+    `mode`: an InferenceMode (default whole frames) or a (grid, patch) pair. Returns a
+    dict with Table I's metrics, `frames`, `pixels`, `iou_per_class`,
     `confusion_matrix`, `eval_seconds` and `predict_ms_per_frame`.
     """
     from kseg.data.io import read_image, read_mask
@@ -77,15 +81,19 @@ def evaluate_split(model, pairs, spec, stride, patches=None):
     if not pairs:
         raise KsegError("evaluate_split needs at least one frame")
     acc = SplitAccumulator(spec.num_classes, spec.void)
-    frame_logits(model, read_image(pairs[0].image), stride, patches)  # warm-up, untimed
+    frame_logits(model, read_image(pairs[0].image), stride, mode)  # warm-up, untimed
     start = time.perf_counter()
     predict_seconds = 0.0
     for pair in pairs:
         image, mask = read_image(pair.image), read_mask(pair.mask, spec)
-        t0 = time.perf_counter()
-        logits = frame_logits(model, image, stride, patches)
-        predict_seconds += time.perf_counter() - t0
-        acc.update(logits, mask)
+        bands = iter_logit_bands(model, image, stride, mode)
+        while True:
+            t0 = time.perf_counter()
+            y0, logits = next(bands, (None, None))
+            predict_seconds += time.perf_counter() - t0
+            if logits is None:
+                break
+            acc.update(logits, mask[y0:y0 + len(logits)])
     out = acc.result()
     out["frames"] = len(pairs)
     out["eval_seconds"] = time.perf_counter() - start
@@ -93,22 +101,25 @@ def evaluate_split(model, pairs, spec, stride, patches=None):
     return out
 
 
-def evaluate_run(run, splits=DEFAULT_SPLITS, data=None, patches=False, log=None):
+def evaluate_run(run, splits=DEFAULT_SPLITS, data=None, patches=False, log=None, mode=None):
     """Evaluate a run's best model on each split; returns the eval.json dict.
 
-    Missing splits are listed under "skipped" with a reason (and passed to `log`),
-    not raised.
+    `mode`: an InferenceMode (`patches=True` is the run's patch grid, for older
+    callers). Missing splits are listed under "skipped" with a reason (and passed to
+    `log`), not raised.
     """
     from kseg.runs import open_split_pairs
 
     log = log or (lambda message: None)
+    mode = as_mode(mode if mode is not None else run.grid() if patches else None)
     root, available = open_split_pairs(run, data)
-    grid = run.grid() if patches else None
+    grid = mode.patches
     result = {
         "run": run.name,
         "arch": run.config.get("arch"),
         "data": str(root),
-        "mode": "patches" if patches else "full-frame",
+        "mode": mode.name,
+        "inference": mode.to_dict(),
         "grid": list(grid[0]) if grid else None,
         "patch": grid[1] if grid else None,
         "classes": list(run.spec.classes),
@@ -124,8 +135,19 @@ def evaluate_run(run, splits=DEFAULT_SPLITS, data=None, patches=False, log=None)
             log(f"{result['run']}: {split}: {reason}, skipped")
             continue
         model = model or run.load_model("best")
-        result["splits"][split] = evaluate_split(model, pairs, run.spec, run.stride, grid)
+        result["splits"][split] = evaluate_split(model, pairs, run.spec, run.stride, mode)
     return clean_json(result)
+
+
+def recorded_mode(result):
+    """The InferenceMode an eval.json was made with (older files: from their `mode` and grid)."""
+    from kseg.inference.mode import InferenceMode
+
+    info = result.get("inference") or {}
+    if result.get("mode") == "patches":
+        return InferenceMode(patches=(result["grid"], result["patch"]))
+    return InferenceMode(window=info.get("window"), overlap=info.get("overlap", 0.33),
+                         flip=bool(info.get("tta_flip")), scales=tuple(info.get("tta_scales") or (1.0,)))
 
 
 def write_eval_json(run, result):

@@ -1,4 +1,4 @@
-"""Export a run's checkpoint for serving: a Keras file, a TF SavedModel, or ONNX.
+"""Export a run's checkpoint for serving: a Keras file, a TF SavedModel, ONNX or LiteRT.
 
   * keras: the model alone (no optimizer state) as a `.keras` file; loads with
     `keras.saving.load_model` on any backend (kseg must be importable for its metrics
@@ -8,7 +8,11 @@
   * onnx: `model.export(path, format="onnx")`, which runs tf2onnx; one input, float32
     (B, H, W, 3), batch and spatial sizes dynamic.
 
-SavedModel and ONNX are traced by TensorFlow: Keras' JAX path needs jax2onnx and its
+  * litert: `model.export(path, format="litert")`, a `.tflite` flatbuffer converted by
+    TensorFlow's own `tf.lite.TFLiteConverter` (Keras 3.15 on TensorFlow; no extra
+    package; the torch backend would need `litert-torch`); checked with `tf.lite.Interpreter`.
+
+SavedModel, ONNX and LiteRT are traced by TensorFlow: Keras' JAX path needs jax2onnx and its
 torch path needs static shapes, so kseg exports these two on the TensorFlow backend
 (`kseg export` switches to it on its own when Keras is not yet imported).
 """
@@ -21,8 +25,9 @@ import numpy as np
 
 from kseg.errors import KsegError
 
-FORMATS = ("keras", "tf_saved_model", "onnx")
-SUFFIX = {"keras": ".keras", "tf_saved_model": "_saved_model", "onnx": ".onnx"}
+FORMATS = ("keras", "tf_saved_model", "onnx", "litert")
+SUFFIX = {"keras": ".keras", "tf_saved_model": "_saved_model", "onnx": ".onnx", "litert": ".tflite"}
+TOLERANCE = 1e-3  # largest logit difference --check accepts, relative to max(1, largest |logit|)
 
 
 def default_path(run, fmt):
@@ -31,11 +36,28 @@ def default_path(run, fmt):
     return run.path / "export" / f"{arch}{SUFFIX[fmt]}"
 
 
+def float32_copy(model):
+    """`model` itself, or for a model trained in mixed precision a float32 copy with the same
+    weights (which mixed precision keeps in float32 already): ONNX runtimes and LiteRT
+    interpreters lack bfloat16 kernels, and the copy serves float32 inputs everywhere."""
+    import keras
+
+    if all(layer.dtype_policy.name == "float32" for layer in model.layers):
+        return model
+
+    def as_float32(layer):
+        return layer.__class__.from_config({**layer.get_config(), "dtype": "float32"})
+
+    copy = keras.models.clone_model(model, clone_function=as_float32)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
 def export_model(model, fmt, out, size=None):
     """Write `model` to `out` in format `fmt` (one of FORMATS); returns `Path(out)`.
 
-    `size=(H, W)` fixes the spatial input size of SavedModel and ONNX exports (default:
-    dynamic). The file or folder appears whole or not at all: it is written beside
+    `size=(H, W)` fixes the spatial input size of SavedModel, ONNX and LiteRT exports
+    (default: dynamic). The file or folder appears whole or not at all: it is written beside
     `out` under a temporary name and then renamed.
     """
     import keras
@@ -47,11 +69,18 @@ def export_model(model, fmt, out, size=None):
                         f"{keras.backend.backend()}); `kseg export` switches on its own.")
     if fmt == "onnx":
         _require_tf2onnx()
+    if fmt == "litert" and size is None:
+        # With unknown H, W the converter falls back to TF ("Flex") kernels, which
+        # tf.lite.Interpreter and LiteRT runtimes without the Flex delegate cannot run.
+        raise KsegError("litert cannot take a network with dynamic height and width (it would need "
+                        "the Flex delegate); fix the input size with --size HxW, e.g. --size 384x480.")
+    if fmt != "keras":
+        model = float32_copy(model)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        staged = tmp / out.name
+        staged = tmp / (out.name if fmt != "litert" else "model.tflite")  # Keras wants .tflite
         if fmt == "keras":
             model.save(staged)
         else:
@@ -97,18 +126,56 @@ def load_exported(path, fmt):
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         name = session.get_inputs()[0].name
         return lambda x: session.run(None, {name: x})[0]
+    if fmt == "litert":
+        return _litert_runner(path)
     raise KsegError(f"Unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}.")
 
 
 def check_export(model, path, fmt, shape=(1, 64, 96, 3), seed=0):
     """Largest absolute difference between `model`'s logits and the export's, on
     random images of `shape` (H, W multiples of the model's stride)."""
+    return compare_export(model, path, fmt, shape, seed)[0]
+
+
+def compare_export(model, path, fmt, shape=(1, 64, 96, 3), seed=0):
+    """(largest |difference|, largest |checkpoint logit|) on random images of `shape`.
+
+    The reference is the checkpoint as exported: in float32 (see `float32_copy`)."""
     x = np.random.default_rng(seed).uniform(0, 255, shape).astype(np.float32)
-    expected = np.asarray(model.predict_on_batch(x), np.float32)
+    expected = np.asarray(float32_copy(model).predict_on_batch(x), np.float32)
     got = np.asarray(load_exported(path, fmt)(x), np.float32)
     if got.shape != expected.shape:
         raise KsegError(f"{path} returns shape {got.shape}, the checkpoint {expected.shape}.")
-    return float(np.abs(got - expected).max())
+    return float(np.abs(got - expected).max()), float(np.abs(expected).max())
+
+
+def verify_export(model, path, fmt, shape, tolerance=TOLERANCE):
+    """The largest logit difference; KsegError (exit 1) when it exceeds
+    `tolerance * max(1, largest |logit|)`, naming the difference."""
+    diff, scale = compare_export(model, path, fmt, shape)
+    limit = tolerance * max(1.0, scale)
+    if not diff <= limit:  # NaN fails too
+        raise KsegError(f"Check failed: {path} disagrees with the checkpoint: largest logit "
+                        f"difference {diff:.3e} > {limit:.1e} (tolerance {tolerance:g} x max(1, |logit| "
+                        f"{scale:.3g})).")
+    return diff
+
+
+def _litert_runner(path):
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+
+    def run(x):
+        index = interpreter.get_input_details()[0]["index"]
+        if tuple(interpreter.get_input_details()[0]["shape"]) != x.shape:
+            interpreter.resize_tensor_input(index, x.shape)
+        interpreter.allocate_tensors()
+        interpreter.set_tensor(index, np.ascontiguousarray(x, np.float32))
+        interpreter.invoke()
+        return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+
+    return run
 
 
 def _traced_export(model, path, fmt, size):
@@ -120,12 +187,12 @@ def _traced_export(model, path, fmt, size):
     try:
         model.export(str(path), format=fmt, verbose=False, input_signature=signature)
     except Exception as exc:
+        first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
         if size is not None:
-            raise
+            raise KsegError(f"Exporting {model.name} as {fmt} at {h}x{w} failed ({first}).") from None
         # Keras 3.15's ops.image.resize tests `size[0] <= 0` in Python, which fails on
         # the symbolic sizes of a dynamic-shape trace (bilinear UpSampling2D does this).
-        first = f"{type(exc).__name__}: {exc}".splitlines()[0][:200]
-        raise KsegError(f"Tracing {model.name} with dynamic height and width failed ({first}); "
+        raise KsegError(f"{fmt} cannot take {model.name} with dynamic height and width ({first}); "
                         "fix the input size with --size HxW, e.g. --size 384x480.") from None
 
 

@@ -7,6 +7,10 @@ Two ways to run a network over a frame of any size:
     `patch`, predict, resize the logits back to the cell and stitch
     (`predict_patch_grid`); reproduces how the study scored whole frames.
 
+`frame_logits` / `iter_logit_bands` take a `kseg.inference.mode.InferenceMode` that also
+selects sliding windows (`kseg.inference.window`) and test-time augmentation
+(`kseg.inference.tta`): the one path of `eval`, `predict` and `report`.
+
 Images: uint8 or float (N, H, W, 3) array or a list of (H, W, 3) arrays, pixel values in
 [0, 255] (the models rescale internally). Label maps come back as uint8 (N, H, W) and
 logits one frame at a time (float32 (H, W, K)), since a whole split of logits would not
@@ -120,21 +124,57 @@ def predict_patch_grid(model, images, grid=(4, 4), patch=128):
                    for z in iter_patch_grid_logits(model, images, grid, patch)])
 
 
-def frame_logits(model, image, stride, patches=None):
+def as_mode(mode):
+    """An InferenceMode from None (whole frames), a (grid, patch) pair (the patch grid) or itself."""
+    from kseg.inference.mode import InferenceMode
+
+    if mode is None:
+        return InferenceMode()
+    if isinstance(mode, InferenceMode):
+        return mode
+    return InferenceMode(patches=mode)
+
+
+def iter_logit_bands(model, image, stride, mode=None):
+    """Yield (y0, float32 (h, W, K) logits) bands of one (H, W, 3) frame, top to bottom.
+
+    Whole frames and the patch grid come as one band; sliding windows as the rows each
+    finished tile row frees (`kseg.inference.window`), so a large image never holds
+    (H, W, K) logits at once. Test-time augmentation wraps every network call.
+    """
+    from kseg.inference.tta import tta_predict
+    from kseg.inference.window import iter_window_bands
+
+    mode = as_mode(mode)
+    if mode.patches is not None:
+        grid, patch = mode.patches
+        yield 0, next(iter_patch_grid_logits(model, [image], grid=grid, patch=patch))
+        return
+
+    def predict(x):  # (B, h, w, 3) -> (B, h, w, K), flips and scales averaged
+        return tta_predict(lambda v: _predict(model, v), x, stride, mode.flip, mode.scales)
+
+    if mode.window is None:
+        yield 0, predict(np.asarray(image, np.float32)[None])[0]
+        return
+    yield from iter_window_bands(predict, image, stride, mode.window, mode.overlap, mode.batch_size)
+
+
+def frame_logits(model, image, stride, mode=None):
     """float32 (H, W, K) logits of one (H, W, 3) frame: what `eval`, `predict` and `report` see.
 
-    `patches=None`: the whole frame padded to `stride`; else `(grid, patch)`: the
-    study's patch grid, stitched.
+    `mode`: a `kseg.inference.mode.InferenceMode` (whole frame padded to `stride` by
+    default; sliding windows, test-time augmentation, or the study's patch grid), or a
+    `(grid, patch)` pair for the patch grid.
     """
-    if patches is None:
-        return next(iter_frame_logits(model, [image], stride))
-    grid, patch = patches
-    return next(iter_patch_grid_logits(model, [image], grid=tuple(grid), patch=patch))
+    bands = [z for _, z in iter_logit_bands(model, image, stride, mode)]
+    return bands[0] if len(bands) == 1 else np.concatenate(bands)
 
 
-def predict_labels(model, image, stride, patches=None):
-    """uint8 (H, W) label map of one (H, W, 3) frame (see `frame_logits`)."""
-    return np.argmax(frame_logits(model, image, stride, patches), axis=-1).astype(np.uint8)
+def predict_labels(model, image, stride, mode=None):
+    """uint8 (H, W) label map of one (H, W, 3) frame (see `frame_logits`), band by band."""
+    return np.concatenate([np.argmax(z, axis=-1).astype(np.uint8)
+                           for _, z in iter_logit_bands(model, image, stride, mode)])
 
 
 def _stack(maps):

@@ -66,7 +66,7 @@ class InferenceMode:
 
     def to_dict(self):
         """The mode as eval.json records it."""
-        return {"mode": self.name, "window": self.window, "overlap": self.overlap if self.window else None,
+        return {"mode": self.name, "window": self.window, "overlap": self.overlap,
                 "tta_flip": self.flip, "tta_scales": list(self.scales), "describe": self.describe()}
 
 
@@ -80,7 +80,8 @@ def parse_tta(text):
             try:
                 scales = tuple(float(v) for v in part[len("scales="):].split(":"))
             except ValueError:
-                raise KsegError(f"--tta {text!r}: scales are numbers joined by ':', e.g. scales=0.75:1:1.25") from None
+                raise KsegError(f"--tta {text!r}: scales are numbers joined by ':', "
+                                f"e.g. scales=0.75:1:1.25") from None
         elif part != "none":
             raise KsegError(f"--tta {text!r}: unknown part {part!r}; use flip and/or scales=A:B:C")
     return flip, scales

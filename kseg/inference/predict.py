@@ -1,4 +1,9 @@
-"""Colour masks and overlays for images: what `kseg predict` writes.
+"""Colour masks, overlays, confidence maps and probabilities: what `kseg predict` writes.
+
+Per image `<stem>`: `_mask.png` (dataset palette) and `_overlay.png` always;
+`_confidence.png` (8-bit grey, 255 * the top softmax probability) with `confidence`;
+`_probs.npz` (`probs`: float16 (H, W, K) softmax, `classes`) with `probs`. Outputs are
+built band by band from the logits, so only `probs` ever holds (H, W, K) values.
 
 Everything here is numpy on label maps; the network is called through
 `kseg.inference.frames`, the same code `kseg eval` uses, so what a user sees is what was
@@ -31,6 +36,10 @@ def overlay(image, colors, alpha=OVERLAY_ALPHA, labels=None, void=None):
 
 
 OUTPUT_SUFFIXES = ("_mask.png", "_overlay.png")
+EXTRA_SUFFIXES = ("_confidence.png", "_probs.npz")
+# Pillow refuses (DecompressionBombError) images over twice its MAX_IMAGE_PIXELS; kseg
+# checks the header against the same limit first, so the error is one line.
+MAX_PIXELS = 2 * 89_478_485
 
 
 def expand_inputs(items, out_dir=None):
@@ -44,7 +53,8 @@ def expand_inputs(items, out_dir=None):
     out = Path(out_dir).resolve() if out_dir is not None else None
 
     def own_output(f):
-        return out is not None and f.name.endswith(OUTPUT_SUFFIXES) and f.parent.resolve() == out
+        own = OUTPUT_SUFFIXES + EXTRA_SUFFIXES
+        return out is not None and f.name.endswith(own) and f.parent.resolve() == out
 
     paths = []
     for item in items:
@@ -83,10 +93,19 @@ def check_unique_stems(paths):
         stems[p.stem] = p
 
 
-def read_input_image(path):
-    """kseg.data.io.read_image with any failure turned into a one-line KsegError."""
+def read_input_image(path, max_pixels=None):
+    """kseg.data.io.read_image with any failure turned into a one-line KsegError.
+
+    An image over `max_pixels` (default MAX_PIXELS) is refused from its header, before
+    any pixel is decoded.
+    """
     from kseg.data import io
 
+    limit = MAX_PIXELS if max_pixels is None else max_pixels
+    h, w = io.image_size(path)
+    if h * w > limit:
+        raise KsegError(f"{path}: {w}x{h} is {h * w / 1e6:.0f} Mpixel, more than kseg decodes "
+                        f"({limit / 1e6:.0f} Mpixel); split or downscale it first")
     try:
         image = io.read_image(path)
     except KsegError:
@@ -98,29 +117,72 @@ def read_input_image(path):
     return image
 
 
-def predict_images(model, paths, spec, out_dir, stride, patches=None, on_written=None):
-    """Predict each image and write its colour mask and overlay, one image at a time.
+def softmax(logits):
+    """float32 softmax over the last axis."""
+    z = np.exp(logits - logits.max(-1, keepdims=True))
+    return z / z.sum(-1, keepdims=True)
 
-    Files are written as soon as each image is done, so an unreadable image later in
-    the list raises KsegError (naming it) while earlier outputs stay on disk.
-    Returns a list of (image, mask_path, overlay_path).
+
+def frame_outputs(model, image, stride, mode=None, probs=False):
+    """(labels uint8 (H, W), confidence uint8 (H, W), probs float16 (H, W, K) or None).
+
+    Confidence is 255 * the largest softmax probability. Where rounding to float16 ties
+    the predicted class with another, its probability is raised one float16 step, so
+    argmax(probs) is always the label map.
+    """
+    from kseg.inference.frames import iter_logit_bands
+
+    labels, conf, p16 = [], [], []
+    for _, logits in iter_logit_bands(model, image, stride, mode):
+        p = softmax(logits)  # (h, W, K)
+        labels.append(np.argmax(logits, axis=-1).astype(np.uint8))
+        conf.append(np.rint(255 * p.max(-1)).astype(np.uint8))
+        if probs:
+            p16.append(_argmax_safe_float16(p, labels[-1]))
+    return np.concatenate(labels), np.concatenate(conf), np.concatenate(p16) if probs else None
+
+
+def _argmax_safe_float16(p, labels):
+    q = p.astype(np.float16)
+    bad = q.argmax(-1) != labels
+    if bad.any():
+        rows, idx = q[bad], labels[bad].astype(np.intp)
+        rows[np.arange(len(rows)), idx] = np.nextafter(rows.max(-1), np.float16(2))
+        q[bad] = rows
+    return q
+
+
+def predict_images(model, paths, spec, out_dir, stride, mode=None, on_written=None, confidence=False,
+                   probs=False):
+    """Predict each image and write its outputs, one image at a time.
+
+    `mode`: an InferenceMode (default whole frames) or a (grid, patch) pair. Always a
+    colour mask and an overlay; `confidence` adds `<stem>_confidence.png`, `probs`
+    `<stem>_probs.npz`. Files are written as soon as each image is done, so an
+    unreadable image later in the list raises KsegError (naming it) while earlier
+    outputs stay on disk. Returns a list of (image, mask_path, overlay_path).
     """
     import imageio.v3 as iio
 
     from kseg.atomic import atomic_path
-    from kseg.inference.frames import predict_labels
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in paths:
         image = read_input_image(path)
-        labels = predict_labels(model, image, stride, patches)
+        labels, conf, p16 = frame_outputs(model, image, stride, mode, probs)
         colors = colorize(labels, spec)
         mask_path, overlay_path = output_names(path, out_dir)
-        for target, pixels in ((mask_path, colors), (overlay_path, overlay(image, colors))):
+        pngs = [(mask_path, colors), (overlay_path, overlay(image, colors))]
+        if confidence:
+            pngs.append((out_dir / f"{Path(path).stem}_confidence.png", conf))
+        for target, pixels in pngs:
             with atomic_path(target) as tmp:
                 iio.imwrite(tmp, pixels)
+        if probs:
+            with atomic_path(out_dir / f"{Path(path).stem}_probs.npz") as tmp:
+                np.savez_compressed(tmp, probs=p16, classes=np.array(spec.classes))
         written.append((Path(path), mask_path, overlay_path))
         if on_written is not None:
             on_written(*written[-1])

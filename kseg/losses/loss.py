@@ -24,6 +24,7 @@ from kseg.losses import terms as T
 from kseg.losses.lovasz import lovasz_softmax
 from kseg.losses.spec import as_terms, format_loss
 
+
 def _term_functions(loss):
     """name -> function(batch) -> float32 scalar, with this loss's options bound."""
     cw = loss.class_weights

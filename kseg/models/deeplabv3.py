@@ -72,13 +72,13 @@ def deeplabv3(
     """
     aspp_filters = kwargs.pop("aspp_filters", 256)
     if kwargs:
-        raise KsegError(f"deeplabv3: unexpected arguments. Received: {sorted(kwargs)}")
+        raise KsegError(f"deeplabv3: unexpected arguments {sorted(kwargs)}; it takes aspp_filters.")
     if output_stride not in OUTPUT_STRIDES:
         raise KsegError(
             f"deeplabv3: output_stride must be one of {OUTPUT_STRIDES}. "
             f"Received: output_stride={output_stride!r}"
         )
-    check_args("deeplabv3", num_classes, input_shape, 32, activation)
+    check_args("deeplabv3", num_classes, input_shape, 32, activation, aspp_filters=(aspp_filters, "int"))
     image, x = image_input(input_shape)
     x = xception_backbone(x, output_stride)  # (B, H/os, W/os, 2048)
     rates = tuple(r * 16 // output_stride for r in ASPP_RATES_OS16)

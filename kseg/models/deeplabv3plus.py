@@ -65,7 +65,8 @@ def deeplabv3plus(
     low_level_filters = kwargs.pop("low_level_filters", 48)
     decoder_filters = kwargs.pop("decoder_filters", 256)
     if kwargs:
-        raise KsegError(f"deeplabv3plus: unexpected arguments. Received: {sorted(kwargs)}")
+        raise KsegError(f"deeplabv3plus: unexpected arguments {sorted(kwargs)}; it takes aspp_filters, "
+                        f"low_level_filters and decoder_filters.")
     if output_stride not in OUTPUT_STRIDES:
         raise KsegError(
             f"deeplabv3plus: output_stride must be one of {OUTPUT_STRIDES}. "
@@ -73,7 +74,9 @@ def deeplabv3plus(
         )
     # Sides must be multiples of output_stride so that the upsampled ASPP output and
     # the stride-4 features have the same size.
-    check_args("deeplabv3plus", num_classes, input_shape, output_stride, activation)
+    check_args("deeplabv3plus", num_classes, input_shape, output_stride, activation,
+               aspp_filters=(aspp_filters, "int"), low_level_filters=(low_level_filters, "int"),
+               decoder_filters=(decoder_filters, "int"))
     image, x = image_input(input_shape)
     features = xception_backbone(x, output_stride)  # (B, H/os, W/os, 2048)
     # Read the skip by name, as keras-hub's decoders do, never by position.

@@ -17,20 +17,60 @@ ACTIVATIONS = (None, "softmax")
 BN_MOMENTUM = 0.9
 
 
-def check_args(name, num_classes, input_shape, stride, activation):
-    """Validate the builder arguments every network shares; fail with one line."""
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise KsegError(f"{name}: num_classes must be a positive int. Received: {num_classes!r}")
-    if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise KsegError(f"{name}: input_shape must be (H, W, 3). Received: {input_shape!r}")
+def check_args(name, num_classes, input_shape, stride, activation, **named):
+    """Validate the builder arguments every network shares, and the builder's own ones;
+    fail with one line that names the argument, the expected type and the value.
+
+    named: the builder's other arguments as `arg=(value, kind)` or `arg=(value, kind, n)`.
+    kind is a key of ARG_KINDS ("int", "ints", "number", "str", "bool"), or a tuple of
+    allowed values; n fixes the length of an "ints" list. For example
+    `check_args("unet", ..., decoder_filters=(decoder_filters, "ints", 5))`.
+    """
+    _check_arg(name, "num_classes", num_classes, "int")
+    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or input_shape[-1] != 3:
+        raise KsegError(f"{name}: input_shape must be a tuple (H, W, 3). "
+                        f"Received: input_shape={input_shape!r}")
     for side in input_shape[:2]:
+        if side is not None and not (_is_int(side) and side > 0):
+            raise KsegError(f"{name}: input_shape sides must be positive ints or None. "
+                            f"Received: input_shape={tuple(input_shape)!r}")
         if side is not None and side % stride:
             raise KsegError(
                 f"{name}: input sides must be multiples of {stride} (or None). "
                 f"Received: input_shape={tuple(input_shape)!r}"
             )
     if activation not in ACTIVATIONS:
-        raise KsegError(f"{name}: activation must be one of {ACTIVATIONS}. Received: {activation!r}")
+        raise KsegError(f"{name}: activation must be one of {ACTIVATIONS}. "
+                        f"Received: activation={activation!r}")
+    for arg, spec in named.items():
+        _check_arg(name, arg, *spec)
+
+
+# kind -> (test, what the message calls it)
+ARG_KINDS = {
+    "int": (lambda v: _is_int(v) and v > 0, "a positive int"),
+    "ints": (lambda v: isinstance(v, (list, tuple)) and all(_is_int(i) and i > 0 for i in v),
+             "a list of positive ints"),
+    "number": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool), "a number"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+}
+
+
+def _check_arg(builder, arg, value, kind, length=None):
+    if isinstance(kind, tuple):
+        ok, expected = value in kind, f"one of {kind}"
+    else:
+        test, expected = ARG_KINDS[kind]
+        ok = test(value) and (length is None or len(value) == length)
+        expected = expected.replace("a list of", f"a list of {length}") if length else expected
+    if not ok:
+        raise KsegError(f"{builder}: {arg} must be {expected}. "
+                        f"Received: {arg}={value!r} ({type(value).__name__})")
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
 
 
 # ImageNet statistics of [0, 1] RGB, as torchvision and timm normalise for their ResNets.

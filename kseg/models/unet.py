@@ -105,10 +105,11 @@ def unet(num_classes=12, input_shape=(None, None, 3), activation=None, encoder_w
             loaded (see `load_resnet34_weights`). No downloads.
         **kwargs: `decoder_filters` (5 ints, default 256, 128, 64, 32, 16).
     """
-    decoder_filters = tuple(kwargs.pop("decoder_filters", DECODER_FILTERS))
-    if kwargs or len(decoder_filters) != 5:
-        raise KsegError(f"unet: unexpected arguments. Received: {kwargs}, {decoder_filters=}")
-    check_args("unet", num_classes, input_shape, 32, activation)
+    decoder_filters = kwargs.pop("decoder_filters", DECODER_FILTERS)
+    if kwargs:
+        raise KsegError(f"unet: unexpected arguments {sorted(kwargs)}; it takes decoder_filters.")
+    check_args("unet", num_classes, input_shape, 32, activation, decoder_filters=(decoder_filters, "ints", 5))
+    decoder_filters = tuple(decoder_filters)
     pretrained = encoder_weights is not None
     if pretrained:  # read (and fail on a bad file) before the build
         source = os.fspath(encoder_weights) if isinstance(encoder_weights, str | os.PathLike) else None

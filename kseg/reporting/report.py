@@ -1,8 +1,10 @@
 """`kseg report`: one Markdown (and HTML) page with the study's tables and figures.
 
 Scores come from each run's eval.json. A run that was never evaluated is evaluated
-here on the fly (full frames, val and test), and its eval.json is written, so the
-report and `kseg eval` never disagree.
+here on the fly (val and test; full frames unless an inference mode is given), and its
+eval.json is written, so the report and `kseg eval` never disagree. Given a mode
+(`--window`, `--tta`, `--patches`), a run whose eval.json was made another way is
+evaluated again in that mode, and the sample panels are predicted in it.
 """
 
 import html
@@ -17,14 +19,30 @@ from kseg.runs import open_split_pairs, resolve_runs
 SAMPLE_SPLITS = ("test", "val", "train")  # first one present supplies the sample frames
 
 
-def collect_results(runs, log):
-    """eval.json of each run; evaluate (and write) those that have none."""
+def run_mode(run, inference=None):
+    """The InferenceMode of `inference` (dict of patches, window, overlap, tta) for `run`."""
+    from kseg.inference.mode import make_mode
+
+    inference = dict(inference or {})
+    patches = run.grid() if inference.pop("patches", False) else None
+    return make_mode(patches=patches, **inference)
+
+
+def collect_results(runs, log, inference=None):
+    """eval.json of each run; evaluate (and write) those that have none, or, when
+    `inference` is given, those evaluated in another mode."""
     results = []
     for run in runs:
         result = ev.read_eval(run)
+        mode = run_mode(run, inference)
+        if result is not None and inference and ev.recorded_mode(result) != mode:
+            log(f"{run.name}: eval.json is {result['mode']}, evaluating again ({mode.describe()})")
+            result = None
+        elif result is None:
+            log(f"{run.name}: no eval.json, evaluating now "
+                f"({mode.describe()}, {', '.join(ev.DEFAULT_SPLITS)})")
         if result is None:
-            log(f"{run.name}: no eval.json, evaluating now (full frames, {', '.join(ev.DEFAULT_SPLITS)})")
-            result = ev.evaluate_run(run, ev.DEFAULT_SPLITS, log=log)
+            result = ev.evaluate_run(run, ev.DEFAULT_SPLITS, log=log, mode=mode)
             ev.write_eval_json(run, result)
             tables.write_eval_markdown(run, result)
         results.append(result)
@@ -44,7 +62,7 @@ def curve_figure(runs, fig_dir):
     )
 
 
-def sample_figures(runs, fig_dir, count=3, log=print):
+def sample_figures(runs, fig_dir, count=3, log=print, inference=None):
     """One panel per sample frame, predictions of every run that shares the first run's classes."""
     from kseg.data.io import read_image, read_mask
     from kseg.inference.frames import predict_labels
@@ -64,12 +82,13 @@ def sample_figures(runs, fig_dir, count=3, log=print):
     # Evenly spaced frames, so the panels are not three consecutive video frames.
     picks = sorted({round(i * (len(pairs) - 1) / max(count - 1, 1)) for i in range(min(count, len(pairs)))})
     same = [r for r in runs if tuple(r.spec.classes) == tuple(spec.classes)]
-    models = {r.name: (r.load_model("best"), r.stride) for r in same}
+    models = {r.name: (r.load_model("best"), r.stride, run_mode(r, inference)) for r in same}
     paths = []
     for n, i in enumerate(picks, 1):
         pair = pairs[i]
         image, truth = read_image(pair.image), read_mask(pair.mask, spec)
-        preds = {name: predict_labels(model, image, stride) for name, (model, stride) in models.items()}
+        preds = {name: predict_labels(model, image, stride, mode)
+                 for name, (model, stride, mode) in models.items()}
         path = fig_dir / f"sample_{n}_{Path(pair.image).stem}.png"
         paths.append(sample_panel(image, truth, preds, spec, path, title=f"{split}: {Path(pair.image).name}"))
     return paths
@@ -93,17 +112,21 @@ def _short(value):
     return value if isinstance(value, str) else json.dumps(value)
 
 
-def build_report(runs_root, out_dir=None, samples=3, log=print):
-    """Write report.md, report.html and figures/ into out_dir (default <runs>/report)."""
+def build_report(runs_root, out_dir=None, samples=3, log=print, inference=None):
+    """Write report.md, report.html and figures/ into out_dir (default <runs>/report).
+
+    `inference`: None (eval.json as it is, whole frames for runs without one and for
+    the panels), or a dict of `patches` (bool), `window`, `overlap` and `tta`.
+    """
     from kseg.atomic import write_text
 
     runs = resolve_runs([], runs_root, all_runs=True, log=log)
     out_dir = Path(out_dir) if out_dir else Path(runs_root) / "report"
     fig_dir = out_dir / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
-    results = collect_results(runs, log)
+    results = collect_results(runs, log, inference)
     curves = curve_figure(runs, fig_dir)
-    panels = sample_figures(runs, fig_dir, samples, log)
+    panels = sample_figures(runs, fig_dir, samples, log, inference)
     sections = _sections(runs, results, [p for p in [curves, *panels] if p], out_dir)
     write_text(out_dir / "report.md", _to_markdown(sections))
     write_text(out_dir / "report.html", _to_html(sections))
@@ -120,13 +143,13 @@ def _sections(runs, results, figures, out_dir):
             "Dice is hard Dice (= F1); soft_dice is on softmax probabilities.",
         ),
     ]
-    modes = {"patches": "patch grid", "full-frame": "full frames"}
-    how = " / ".join(sorted({modes.get(r["mode"], r["mode"]) for r in results}))
+    how = " / ".join(sorted({tables.mode_text(r) for r in results}))
     for split in tables.result_splits(results):
         s += [("h2", f"Table I: scores on {split} ({how})"), ("table", tables.table1(results, split), 3)]
     for split in tables.result_splits(results):
         s += [("h3", f"Per-class IoU on {split}"), ("table", tables.per_class_table(results, split), 3)]
-    s += [("h2", "Table II: times (seconds; prediction in ms per frame)"), ("table", tables.table2(results), 2)]
+    s += [("h2", "Table II: times (seconds; prediction in ms per frame)"),
+          ("table", tables.table2(results), 2)]
     for r in results:
         for split, reason in r.get("skipped", {}).items():
             s.append(("p", f"{r['run']}: {split}: {reason}, skipped"))
@@ -136,8 +159,7 @@ def _sections(runs, results, figures, out_dir):
     s.append(("h2", "Runs"))
     for run, r in zip(runs, results, strict=True):
         s.append(("h3", run.name))
-        how = "the patch grid" if r["mode"] == "patches" else "full frames"
-        s.append(("p", f"Evaluated with {how} on `{r['data']}`."))
+        s.append(("p", f"Evaluated with {tables.mode_text(r)} on `{r['data']}`."))
         s.append(("table", (["config", "value"], _config_rows(run)), 4))
         env = _env_rows(run)
         if env:

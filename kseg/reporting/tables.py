@@ -1,7 +1,8 @@
 """The study's tables as data: `(columns, rows)` from eval results, for Rich, Markdown or HTML.
 
 Table I: scores, one row per metric, one column per network (as in the study).
-Table II: times: training, evaluation and prediction per frame.
+Table II: times: training, evaluation and prediction per frame, and the inference mode
+they were measured in (whole frames, patch grid, sliding windows, test-time augmentation).
 """
 
 import math
@@ -44,17 +45,22 @@ def per_class_table(results, split):
 
 
 def table2(results):
-    """Table II: (columns, rows): training time, then eval and predict time per split."""
-    columns = ["run", "split", "frames", "train s", "eval s", "predict ms/frame"]
+    """Table II: (columns, rows): training time, then eval and predict time per split, and the mode."""
+    columns = ["run", "split", "frames", "train s", "eval s", "predict ms/frame", "mode"]
     rows = []
     for r in results:
-        train = _num(r["train_seconds"])
+        train, mode = _num(r["train_seconds"]), mode_text(r)
         for split, s in r["splits"].items():
             rows.append([r["run"], split, s["frames"], train, _num(s["eval_seconds"]),
-                         _num(s["predict_ms_per_frame"])])
+                         _num(s["predict_ms_per_frame"]), mode])
         if not r["splits"]:
-            rows.append([r["run"], "—", None, train, None, None])
+            rows.append([r["run"], "—", None, train, None, None, mode])
     return columns, rows
+
+
+def mode_text(result):
+    """How frames went through the network: eval.json's `inference.describe`, else its `mode`."""
+    return (result.get("inference") or {}).get("describe") or result.get("mode", "full-frame")
 
 
 def _num(value):
@@ -70,9 +76,10 @@ def eval_markdown(result, per_class=False):
     from kseg.output import markdown_table
 
     grid = result["grid"]
-    how = f" (grid {grid[0]}x{grid[1]}, patch {result['patch']})" if grid else ""
+    how = (f" (grid {grid[0]}x{grid[1]}, patch {result['patch']})"
+           if grid and not result.get("inference") else "")
     lines = [f"# Evaluation of {result['run']} ({result['arch']})", "",
-             f"Data: `{result['data']}`, {result['mode']}{how}", ""]
+             f"Data: `{result['data']}`, {mode_text(result)}{how}", ""]
     for split in result_splits([result]):
         lines += [f"## Table I: scores on {split}", "", markdown_table(*table1([result], split))]
         if per_class:

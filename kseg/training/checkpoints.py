@@ -59,6 +59,9 @@ def load_checkpoint(model, path):
     except ValueError as exc:
         raise KsegError(f"{path} does not fit {model.name} with {model.output_shape[-1]} classes "
                         f"({str(exc).splitlines()[0]}); use --name for a new run.") from None
+    except Exception as exc:  # truncated or foreign files raise many types
+        raise KsegError(f"{path}: cannot load ({type(exc).__name__}: {exc}); the run cannot continue "
+                        f"from it: start again with --name.") from None
 
 
 def init_from(model, source, num_classes):

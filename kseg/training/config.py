@@ -42,7 +42,8 @@ class FitConfig:
     epochs: int = option(20, "Epochs to train.", "--epochs", int)
     batch_size: int = option(16, "Patches per batch.", "--batch-size", int)
     lr: float = option(1e-3, "Peak learning rate of Adam (AdamW with --weight-decay).", "--lr", float)
-    weight_decay: float = option(0.0, "Decoupled weight decay; > 0 trains with AdamW.", "--weight-decay", float)
+    weight_decay: float = option(0.0, "Decoupled weight decay; > 0 trains with AdamW.", "--weight-decay",
+                                 float)
     loss: str = option("ce", "Loss: ce, dice, lovasz, focal, tversky or a weighted sum "
                        "(ce+dice, ce:1,lovasz:0.5).", "--loss", str, metavar="SPEC")
     class_weights: bool = option(False, "Weight the loss by median frequency balancing.", "--class-weights",
@@ -68,7 +69,8 @@ class FitConfig:
     split: str = option("val", "Validate on val/, or on a seeded 20% of the training patches (80/20, "
                         "the study's).", "--split", str)
     seed: int = option(0, "Seed of weights, shuffling, crops and augmentation.", "--seed", int)
-    monitor: str = option("val_accuracy", "What best.keras maximises (minimises for losses).", "--monitor", str)
+    monitor: str = option("val_accuracy", "What best.keras maximises (minimises for losses).", "--monitor",
+                          str)
     precision: str = option("auto", "auto (mixed_bfloat16 where the CPU or GPU has native bfloat16, "
                             "else float32), float32, mixed_bfloat16 or mixed_float16.", "--precision", str)
     jit: bool | None = option(None, "XLA-compile the train step (default: auto: on with a GPU, off on a "
@@ -85,7 +87,8 @@ class FitConfig:
     # MiB of decoded train+val frames kept in memory; the rest are decoded per batch
     # (kseg.data.patches.Frames). Measured on CamVid (docs/benchmarks.md): keeps
     # `kseg fit unet` under 2 GB while loading still runs far ahead of training.
-    frame_cache_mb: float = option(64, "MiB of decoded frames kept in memory; the rest are decoded per batch.",
+    frame_cache_mb: float = option(64, "MiB of decoded frames kept in memory; the rest are decoded per "
+                                   "batch.",
                                    "--frame-cache", float, metavar="MIB")
     model_kwargs: dict = option({}, "Builder argument KEY=VALUE (repeatable).", "--model-arg", "multi",
                                 metavar="KEY=VALUE")

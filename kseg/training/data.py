@@ -41,7 +41,8 @@ def training_datasets(cfg, dataset):
         train, val = patches.split_patches(train, fraction=0.2, seed=cfg.seed)
         return train, val, train_pairs
     if "val" not in dataset.splits:
-        raise KsegError(f"{dataset.root} has no val split; use --split 80/20 to validate on training patches.")
+        raise KsegError(f"{dataset.root} has no val split; use --split 80/20 to validate on training "
+                        f"patches.")
     val_pairs = dataset.pairs("val")
     val_budget = max(0.0, cfg.frame_cache_mb - train_frames.nbytes / 2**20)
     # Validation always sees the grid or plain crops: no jitter, so epochs compare.

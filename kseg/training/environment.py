@@ -40,7 +40,8 @@ def cpu_info():
     fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
     fields = {k.strip(): v.strip() for k, v in fields.items()}
     flags = set(fields.get("flags", "").split())
-    return {"model": fields.get("model name", platform.machine()), "flags": [f for f in CPU_FLAGS if f in flags]}
+    return {"model": fields.get("model name", platform.machine()),
+            "flags": [f for f in CPU_FLAGS if f in flags]}
 
 
 def environment(fingerprint=None, **extra):

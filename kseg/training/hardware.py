@@ -60,9 +60,9 @@ def choose(cfg):
     """`(cfg with precision and jit decided, {"precision", "jit", and their reasons})`."""
     import dataclasses
 
-    from kseg.training.environment import cpu_info
-
     import keras
+
+    from kseg.training.environment import cpu_info
 
     found = gpus()
     precision, why_precision = pick_precision(cfg.precision, cpu_info()["flags"], found)

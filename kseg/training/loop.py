@@ -7,6 +7,7 @@ log-softmax, which does not overflow or take log(0). Adam (AdamW with weight dec
 kseg.runs for the files and kseg.training.callbacks for the per-epoch commit.
 """
 
+import contextlib
 from pathlib import Path
 
 from kseg import output
@@ -46,8 +47,9 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         _check_against(cfg, dataset.spec)
         train_data, val_data, pairs = training_datasets(cfg, dataset)
         chosen, choice = hardware.choose(cfg)
-        output.console.print(f"precision {choice['precision']} ({choice['precision_reason']}), XLA "
-                             f"{ {True: 'on', False: 'off', None: 'auto'}[choice['jit']] } ({choice['jit_reason']})", highlight=False)
+        jit = {True: "on", False: "off", None: "auto"}[choice["jit"]]
+        output.console.print(f"precision {choice['precision']} ({choice['precision_reason']}), "
+                             f"XLA {jit} ({choice['jit_reason']})", highlight=False)
         if state is None:
             state = _start(run, cfg, dataset, label, pairs, choice)
         state.status, state.epochs, state.message = "running", cfg.epochs, None
@@ -88,8 +90,6 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None):
 
     `class_weights`: (K,) loss weights per class, or None.
     """
-    import keras
-
     from kseg.losses import build_loss
     from kseg.metrics import training_metrics
     from kseg.training import checkpoints
@@ -98,8 +98,7 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None):
 
     metrics = training_metrics(spec.num_classes, spec.void)
     seed_everything(cfg.seed, cfg.deterministic, cfg.jit)
-    keras.config.set_dtype_policy(cfg.precision)
-    with strategy_scope(cfg.distribute):
+    with dtype_policy(cfg.precision), strategy_scope(cfg.distribute):
         model = checkpoints.create(cfg, spec)
         loss = build_loss(cfg.loss, spec.num_classes, spec.void, class_weights)
         model.compile(optimizer=_optimizer(cfg), loss=loss, metrics=metrics,
@@ -110,6 +109,20 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None):
         elif cfg.init_from:
             checkpoints.init_from(model, cfg.init_from, spec.num_classes)
     return model
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Build under Keras' global dtype policy `name`, then put the previous one back: the
+    model keeps its layers' policies, and later models of the process are not affected."""
+    import keras
+
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def _optimizer(cfg):

@@ -28,26 +28,49 @@ def _parse_splits(ctx, param, value):
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
               help="Dataset folder to use instead of the one in each run's config.")
-def evaluate(runs, all_runs, runs_root, splits, full_frame, per_class, as_json, data):
-    """Evaluate RUNs (names under --runs, or paths) and write eval.json/eval.md into each."""
-    from kseg import api
-    from kseg import output
-    from kseg.reporting import tables
+@options.inference_options
+def evaluate(runs, all_runs, runs_root, splits, full_frame, per_class, as_json, data, window, overlap, tta):
+    """Evaluate RUNs (names under --runs, or paths) and write eval.json/eval.md into each.
+
+    A run that cannot be evaluated (e.g. an unreadable best.keras) is reported in one
+    line and the others go on; the exit status is then 1.
+    """
+    from kseg import api, output
+    from kseg.errors import user_error
+    from kseg.inference.mode import make_mode
     from kseg.runs import resolve_runs
 
     say = lambda line: output.err_console.print(line, soft_wrap=True, markup=False)  # noqa: E731
-    results = []
+    # Check the mode once, before any run loads (the grid itself is each run's own).
+    make_mode(patches=None if full_frame else ((1, 1), 1), window=window, overlap=overlap, tta=tta)
+    results, failed = [], []
     for run in resolve_runs(runs, runs_root, all_runs, log=say):
         if not as_json:
             say(f"evaluating {run.name} on {', '.join(splits)} ...")
-        results.append(api.evaluate(run, splits, data=data, patches=not full_frame, log=say))
+        try:
+            results.append(api.evaluate(run, splits, data=data, patches=not full_frame, log=say,
+                                        window=window, overlap=overlap, tta=tta))
+        except Exception as exc:  # one broken run must not stop the others
+            say(f"{run.name}: cannot evaluate: {user_error(exc).format_message()[:300]}")
+            failed.append(run.name)
+    _print(results, per_class, as_json, full_frame)
+    if failed:
+        raise click.ClickException(f"{len(failed)} run(s) not evaluated: {', '.join(failed)}")
+
+
+def _print(results, per_class, as_json, full_frame):
+    from kseg import output
+    from kseg.reporting import tables
+
     if as_json:
         output.print_json(results)
         return
-    mode = "patch grid" if not full_frame else "full frames"
+    modes = sorted({tables.mode_text(r) for r in results})
+    mode = "; ".join(modes) or ("patch grid" if not full_frame else "full frames")
     for split in tables.result_splits(results):
         output.print_table(f"Table I: {split}", *tables.table1(results, split), caption=mode)
         if per_class:
             output.print_table(f"IoU per class: {split}", *tables.per_class_table(results, split))
-    output.print_table("Table II: times", *tables.table2(results), digits=2,
-                       caption="predict ms/frame: network call only, after one warm-up frame")
+    if results:
+        output.print_table("Table II: times", *tables.table2(results), digits=2,
+                           caption="predict ms/frame: network call only, after one warm-up frame")

@@ -1,4 +1,4 @@
-"""`kseg export`: a run's checkpoint as a .keras file, a TF SavedModel or ONNX."""
+"""`kseg export`: a run's checkpoint as a .keras file, a TF SavedModel, ONNX or LiteRT."""
 
 import os
 import sys
@@ -7,7 +7,9 @@ import click
 
 from kseg import output
 
-FORMATS = ("keras", "tf_saved_model", "onnx")  # kseg.inference.export.FORMATS, without importing Keras
+# kseg.inference.export.FORMATS and TOLERANCE, without importing Keras for --help.
+FORMATS = ("keras", "tf_saved_model", "onnx", "litert")
+TOLERANCE = 1e-3
 
 
 @click.command("export")
@@ -16,13 +18,17 @@ FORMATS = ("keras", "tf_saved_model", "onnx")  # kseg.inference.export.FORMATS, 
 @click.option("--out", type=click.Path(), help="Output file or folder (default: RUN/export/<arch><suffix>).")
 @click.option("--which", default="best", show_default=True, type=click.Choice(["best", "last"]),
               help="Which checkpoint to export.")
-@click.option("--size", metavar="HxW", help="Fix the input size of tf_saved_model/onnx (default: dynamic).")
+@click.option("--size", metavar="HxW",
+              help="Fix the input size of tf_saved_model/onnx/litert (default: dynamic).")
 @click.option("--check/--no-check", default=True, show_default=True,
-              help="Reload the export and compare its logits with the checkpoint's.")
-def export(run, fmt, out, which, size, check):
+              help="Reload the export and compare its logits with the checkpoint's; fail (exit 1) "
+                   "when they differ by more than --tolerance.")
+@click.option("--tolerance", default=TOLERANCE, show_default=True, type=click.FloatRange(min=0),
+              help="Largest logit difference --check accepts, times max(1, largest |logit|).")
+def export(run, fmt, out, which, size, check, tolerance):
     """Export RUN's checkpoint; --check compares the export's logits with the checkpoint's."""
     if fmt != "keras" and "keras" not in sys.modules:
-        # SavedModel and ONNX are traced by TensorFlow (see kseg/export.py).
+        # SavedModel, ONNX and LiteRT are traced by TensorFlow (see kseg/inference/export.py).
         os.environ["KERAS_BACKEND"] = "tensorflow"
     from kseg.inference import export as exporter
     from kseg.parsing import parse_hw
@@ -35,5 +41,5 @@ def export(run, fmt, out, which, size, check):
     if check:
         model = run_dir.load_model(which)
         h, w = hw or (2 * run_dir.stride, 3 * run_dir.stride)
-        diff = exporter.check_export(model, path, fmt, shape=(1, h, w, 3))
+        diff = exporter.verify_export(model, path, fmt, shape=(1, h, w, 3), tolerance=tolerance)
         output.console.print(f"Checked: largest logit difference {diff:.2e}.", highlight=False)

@@ -10,7 +10,8 @@ from kseg.errors import KsegError
 @click.command("fit")
 @click.argument("arch", required=False)
 @click.option("--all", "all_models", is_flag=True, help="Train every registered model, one after the other.")
-@click.option("--recipe", metavar="NAME|FILE", help="Start from a recipe: a shipped name (study, camvid) or a JSON file.")
+@click.option("--recipe", metavar="NAME|FILE",
+              help="Start from a recipe: a shipped name (study, camvid) or a JSON file.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Settings from a JSON file (e.g. a run's config.json); options override it.")
 @click.option("--crops", is_flag=True, help="Random native-resolution crops instead of the grid.")
@@ -23,8 +24,7 @@ from kseg.errors import KsegError
               "terminal).")
 def fit(arch, all_models, recipe, config_file, crops, runs_root, name, resume, live, **settings):
     """Train ARCH (or --all) on patches; writes runs/<name>/ and resumes interrupted runs."""
-    from kseg import api
-    from kseg import registry
+    from kseg import api, registry
 
     if all_models and arch:
         raise KsegError("Give an architecture (see `kseg models`) or --all, not both.")

@@ -12,13 +12,20 @@ from kseg.cli import options
               help="Folder for <stem>_mask.png and <stem>_overlay.png.")
 @options.runs_root
 @click.option("--patches", is_flag=True, help="Predict with the study's patch grid instead of whole frames.")
-def predict(run, images, out_dir, runs_root, patches):
+@options.inference_options
+@click.option("--confidence", is_flag=True,
+              help="Also write <stem>_confidence.png: 255 x the top softmax probability.")
+@click.option("--save-probs", is_flag=True,
+              help="Also write <stem>_probs.npz: float16 (H, W, K) softmax probabilities.")
+def predict(run, images, out_dir, runs_root, patches, window, overlap, tta, confidence, save_probs):
     """Predict IMAGES (files, folders or globs) with RUN and write colour masks and overlays."""
-    from kseg import api
-    from kseg import output
+    from kseg import api, output
 
     def done(image, mask, over):
         output.console.print(f"{image} -> {mask.name}, {over.name}", soft_wrap=True, markup=False)
 
-    written = api.predict(run, images, out=out_dir, patches=patches, runs=runs_root, on_written=done)
-    output.err_console.print(f"wrote {2 * len(written)} files to {out_dir}", soft_wrap=True, markup=False)
+    written = api.predict(run, images, out=out_dir, patches=patches, runs=runs_root, on_written=done,
+                          window=window, overlap=overlap, tta=tta, confidence=confidence,
+                          save_probs=save_probs)
+    files = len(written) * (2 + confidence + save_probs)
+    output.err_console.print(f"wrote {files} files to {out_dir}", soft_wrap=True, markup=False)
