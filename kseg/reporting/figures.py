@@ -128,11 +128,11 @@ def sample_panel(image, truth, predictions, spec, path, title=None):
 
 
 # Learning-curve panels: (history column, axis title); val columns are "val_" + name.
-CURVES = (("loss", "Loss (cross-entropy)"), ("accuracy", "Pixel accuracy"), ("soft_dice", "Soft Dice"))
+CURVES = (("loss", "Loss (the run's --loss)"), ("accuracy", "Pixel accuracy"), ("miou", "mIoU"))
 
 
 def learning_curves(histories, path, title="Learning curves"):
-    """Write loss, accuracy and soft Dice per epoch, train (solid) and val (dashed).
+    """Write loss, accuracy and mIoU per epoch, train (solid) and val (dashed).
 
     Args:
         histories: {network name: list of history.csv rows (dicts)}, in display order.
