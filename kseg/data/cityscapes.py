@@ -8,7 +8,7 @@ when read, every other label to void (255), as cityscapesscripts'
 createTrainIdLabelImgs.py does.
 """
 
-from kseg.data.pairs import build_label_map, pair_keys
+from kseg.data.pairs import build_label_map, folders_present, pair_keys
 from kseg.data.spec import DatasetSpec
 from kseg.errors import DataError
 
@@ -68,12 +68,7 @@ SPEC = DatasetSpec(NAME, CLASSES, COLORS, void=VOID, void_color=(0, 0, 0), color
 
 def detect(root):
     """True for a Cityscapes root: leftImg8bit/ (and gtFine/, else an error)."""
-    if not (root / "leftImg8bit").is_dir():
-        return False
-    if not (root / "gtFine").is_dir():
-        raise DataError(f"{root / 'gtFine'}: missing folder (Cityscapes needs leftImg8bit/ "
-                        f"and gtFine/)")
-    return True
+    return folders_present(root, "leftImg8bit", "gtFine", "Cityscapes")
 
 
 def splits(root):

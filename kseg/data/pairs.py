@@ -25,6 +25,16 @@ class Pair:
         return self.image.stem
 
 
+def folders_present(root, first, partner, layout):
+    """True when `root/first` exists (and `root/partner` beside it, else a DataError naming
+    it); False when `first` is absent: the layout is not this one."""
+    if not (root / first).is_dir():
+        return False
+    if not (root / partner).is_dir():
+        raise DataError(f"{root / partner}: missing folder ({layout} needs {first}/ and {partner}/)")
+    return True
+
+
 def build_label_map(table, default="keep"):
     """A uint8 (256,) lookup table from `{raw value: class or void}`.
 

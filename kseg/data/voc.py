@@ -9,7 +9,7 @@ keeps the indices; `kseg.data.io.read_mask` reads them so), so no label map is n
 0 is background, 1-20 the objects and 255 the void border around them.
 """
 
-from kseg.data.pairs import read_list
+from kseg.data.pairs import folders_present, read_list
 from kseg.data.spec import DatasetSpec
 from kseg.errors import DataError
 
@@ -52,12 +52,7 @@ SPEC = DatasetSpec(NAME, CLASSES, COLORS, void=VOID, void_color=VOID_COLOR, colo
 
 def detect(root):
     """True for a VOC2012 root: JPEGImages/ (and SegmentationClass/, else an error)."""
-    if not (root / "JPEGImages").is_dir():
-        return False
-    if not (root / "SegmentationClass").is_dir():
-        raise DataError(f"{root / 'SegmentationClass'}: missing folder (Pascal VOC needs "
-                        f"JPEGImages/ and SegmentationClass/)")
-    return True
+    return folders_present(root, "JPEGImages", "SegmentationClass", "Pascal VOC")
 
 
 def splits(root):
