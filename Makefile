@@ -6,7 +6,7 @@ KSEG   := $(VENV)/bin/kseg
 STAMP  := $(VENV)/.kseg-installed
 DEMO   ?= demo-runs
 
-.PHONY: install test demo bench lint clean
+.PHONY: install torch hub test demo bench bench-peer lint clean
 
 install: $(STAMP)
 
@@ -17,8 +17,44 @@ $(STAMP): setup.cfg pyproject.toml
 	$(PY) -m pip install -q -e '.[dev,jax]'
 	touch $(STAMP)
 
-test: install
-	$(PY) -m pytest -q
+# PyTorch for the torch backend's tests (tests/test_backends.py), only from the CPU wheel of
+# torch 2.13.0 that pip finds on this disk (find-links, no index): from an index, torch is a
+# CUDA build of several GB. Where that file is absent, or torch is already installed, this
+# says so and goes on (the torch tests then skip with the reason); it never fails `make test`.
+TORCH       ?= torch==2.13.0
+TORCH_STAMP := $(VENV)/.kseg-torch
+
+torch: $(TORCH_STAMP)
+
+$(TORCH_STAMP): $(STAMP)
+	@if $(PY) -c "import importlib.util as u, sys; sys.exit(u.find_spec('torch') is None)"; then \
+		echo "make torch: torch is already installed; kept as it is"; touch $@; \
+	elif $(PY) -m pip install -q --dry-run --no-index --no-deps --ignore-installed '$(TORCH)' >/dev/null 2>&1; then \
+		$(PY) -m pip install -q '$(TORCH)' && touch $@ || echo "make torch: pip failed on $(TORCH); torch tests will skip"; \
+	else \
+		echo "make torch: skipped: pip finds no local $(TORCH) wheel (find-links); torch tests will skip"; \
+	fi
+
+# keras-hub, for the keras-hub plugin's tests (tests/test_kseg_hub.py). The plugin itself
+# (examples/kseg-hub) is installed by those tests into a private folder: in the venv, its 13
+# networks would join `kseg fit --all` (make demo) and `kseg bench`. keras-hub pulls in
+# tensorflow-text, which pins a TensorFlow minor, so pip is held to the keras and tensorflow
+# installed (a constraints file) and cannot change them; where that cannot be satisfied this
+# says so and goes on (the tests then skip with the reason).
+HUB_STAMP := $(VENV)/.kseg-hub
+
+hub: $(HUB_STAMP)
+
+$(HUB_STAMP): $(STAMP) examples/kseg-hub/pyproject.toml
+	$(PY) -m pip freeze | grep -iE '^(keras|tensorflow)==' > $(VENV)/kseg-hub-pins.txt
+	$(PY) -m pip install -q -c $(VENV)/kseg-hub-pins.txt 'keras-hub>=0.32' && touch $@ \
+		|| echo "make hub: pip cannot install keras-hub beside this keras/tensorflow; tests/test_kseg_hub.py will skip"
+
+# Ends with kseg's line coverage (subprocesses included, see [coverage:run] in setup.cfg);
+# `make test COV=` runs the suite without measuring it.
+COV ?= --cov=kseg --cov-report=term
+test: install torch hub
+	$(PY) -m pytest -q $(COV)
 
 # Train both networks briefly on the embedded synthetic scenes, then print Table I and II.
 demo: install
@@ -30,8 +66,26 @@ demo: install
 bench: install
 	$(KSEG) bench --json bench.json
 
+# kseg's U-Net vs segmentation_models' (the study's library, Keras 2 via tf-keras) in its
+# own venv, interleaved rounds; writes bench-peer.json. E.g. make bench-peer PEER_STEPS=1 PEER_ROUNDS=1
+PEER_VENV   ?= .venv-peer
+PEER_ROUNDS ?= 3
+PEER_STEPS  ?= 5
+PEER_PRECISION ?= auto
+PEER_STAMP  := $(PEER_VENV)/.peer-installed
+
+$(PEER_STAMP): kseg/bench/peer-requirements.txt
+	test -x $(PEER_VENV)/bin/python || $(PY) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
+	$(PEER_VENV)/bin/python -m pip install -q -r kseg/bench/peer-requirements.txt
+	touch $(PEER_STAMP)
+
+bench-peer: install $(PEER_STAMP)
+	$(PY) -m kseg.bench.peer --rounds $(PEER_ROUNDS) --steps $(PEER_STEPS) --precision $(PEER_PRECISION) \
+		--peer-python $(PEER_VENV)/bin/python --json bench-peer.json
+
 lint: install
 	$(VENV)/bin/ruff check kseg tests examples
 
 clean:
-	rm -rf $(VENV) $(DEMO) runs bench.json *.egg-info
+	rm -rf $(VENV) $(PEER_VENV) $(DEMO) runs bench.json bench-peer.json *.egg-info

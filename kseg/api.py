@@ -69,13 +69,14 @@ def predict(run, images, out=None, patches=False, runs="runs", on_written=None, 
     `<stem>_probs.npz`), and returns `[(image, mask_path, overlay_path)]`.
     """
     from kseg.inference import predict as pr
-    from kseg.inference.frames import predict_labels
+    from kseg.inference.frames import input_channels, predict_labels
 
     run = load_run(run, runs)
     mode = mode or _mode(run, patches, window, overlap, tta)
     model = run.load_model("best")
     if out is None:
-        arrays = [image if not isinstance(image, (str, Path)) else pr.read_input_image(image)
+        channels = input_channels(model)  # the run's --channels
+        arrays = [pr.read_input_image(image, channels=channels) if isinstance(image, (str, Path)) else image
                   for image in _expand(images)]
         return [predict_labels(model, image, run.stride, mode) for image in arrays]
     paths = pr.expand_inputs(images, out)

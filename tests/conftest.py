@@ -32,6 +32,16 @@ def run_python():
     return _run_python
 
 
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    """Synthetic scenes at 64x64: 2 train, 1 val, 1 test frame (for subprocess fits)."""
+    from kseg.data import synth
+
+    root = tmp_path_factory.mktemp("data")
+    synth.write_synthetic(root, n_train=2, n_val=1, n_test=1, size=(64, 64))
+    return root
+
+
 # CamVid in the SegNet layout, beside the repository (../shared/camvid) or at $KSEG_CAMVID.
 CAMVID_DIR = os.environ.get("KSEG_CAMVID") or os.path.join(
     os.path.dirname(__file__), "..", "..", "shared", "camvid"

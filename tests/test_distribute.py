@@ -1,14 +1,27 @@
-"""kseg.training.distribute: one train step on 2 CPU replicas equals the same step on 1 device.
+"""kseg.training.distribute: one train step on 2 CPU replicas equals the same step on 1 device,
+`kseg fit --distribute` end to end on 2 CPU devices, and the topology it reports.
 
-Each check runs in a fresh process, because the device count is fixed at start-up:
-TensorFlow splits its CPU into 2 logical devices, JAX gets 2 host devices from
-XLA_FLAGS. The model is tiny, the global batch is 4 (2 per replica), the optimizer is
-SGD, so the updated weights differ only if the gradients do.
+The step and CLI checks run in a fresh process, because the device count is fixed at
+start-up: TensorFlow splits its CPU into 2 logical devices, JAX gets 2 host devices from
+XLA_FLAGS (two worker processes: tests/test_multiworker.py). In the step check the model
+is tiny, the global batch is 4 (2 per replica), the optimizer is SGD, so the updated
+weights differ only if the gradients do.
 """
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
 
+import keras
+import numpy as np
 import pytest
+
+from kseg.errors import KsegError
+from kseg.runs import RunDir
+from kseg.training import distribute
 
 STEP = """
 import json, os, sys
@@ -91,3 +104,108 @@ def test_jax_data_parallel_two_devices(run_python):
     for case, (loss1, loss2, diff) in _steps(run_python, "jax").items():
         assert loss2 == pytest.approx(loss1, rel=1e-5), case
         assert diff < 1e-5, case
+
+
+# --- kseg fit --distribute through the CLI, and the topology it reports ----------------
+
+TESTS = Path(__file__).parent
+SPLIT_CPU = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+"""
+FIT = ["fit", "tiny_test", "--patch", "32", "--grid", "2x2", "--batch-size", "4", "--epochs", "1", "--plain",
+       "--distribute"]  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax"])
+def test_fit_distribute_on_two_cpu_devices_through_the_cli(backend, data_dir, tmp_path):
+    # The real `kseg fit` in its own process: the device count is fixed at start-up.
+    if backend == "jax":
+        pytest.importorskip("jax")
+    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+    for key in ("TF_CONFIG", "KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+        env.pop(key, None)
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # JAX's 2 devices; TF splits below
+    code = (SPLIT_CPU if backend == "tensorflow" else "") + "import kseg_tiny; kseg_tiny.main()"
+    argv = [sys.executable, "-c", code, *FIT, "--data", str(data_dir), "--runs", str(tmp_path)]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+    strategy = {"tensorflow": "MirroredStrategy", "jax": "DataParallel"}[backend]
+    line = f"distribute: {strategy} ({backend}), worker 0 of 1, 2 replica(s) per worker (2 in all), " \
+           "global batch 4 = 2 per replica"
+    assert line in proc.stdout
+    run = RunDir(tmp_path / "tiny_test")
+    assert (run.state.status, run.state.epoch) == ("finished", 1)
+    assert run.last_path.is_file() and len(run.history()) == 1
+    topo = run.env["distribute"]
+    assert (topo["strategy"], topo["replicas"], topo["per_replica_batch"]) == (strategy, 2, 2)
+    assert len(topo["devices"]) == 2
+
+
+def test_tf_config_gives_the_worker_count_and_index(monkeypatch):
+    cluster = {"chief": ["h0:1"], "worker": ["h1:1", "h2:1"]}
+    for task, index in ((("chief", 0), 0), (("worker", 0), 1), (("worker", 1), 2)):
+        config = {"cluster": cluster, "task": {"type": task[0], "index": task[1]}}
+        monkeypatch.setenv("TF_CONFIG", json.dumps(config))
+        assert (distribute._tf_config_workers(), distribute._tf_worker_index()) == (3, index)
+    monkeypatch.delenv("TF_CONFIG")
+    assert (distribute._tf_config_workers(), distribute._tf_worker_index()) == (0, 0)
+    monkeypatch.setenv("TF_CONFIG", "[1]")
+    with pytest.raises(KsegError, match="TF_CONFIG is not a JSON object"):
+        distribute._tf_config_workers()
+
+
+def test_topology_describes_the_replicas_and_refuses_an_uneven_batch(monkeypatch):
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("the fake strategy stands in for a TensorFlow one")
+    devices = SimpleNamespace(worker_devices=("/cpu:0", "/cpu:1"))
+    fake = SimpleNamespace(num_replicas_in_sync=2, extended=devices)
+    monkeypatch.setattr(distribute, "tf_strategy", lambda: fake)
+    assert distribute.topology(8, enabled=False) is None
+    topo = distribute.topology(8)
+    assert topo == {"backend": "tensorflow", "strategy": "SimpleNamespace", "workers": 1, "worker": 0,
+                    "replicas_per_worker": 2, "replicas": 2, "global_batch": 8, "per_replica_batch": 4,
+                    "devices": ["/cpu:0", "/cpu:1"]}
+    assert distribute.describe(topo) == ("distribute: SimpleNamespace (tensorflow), worker 0 of 1, "
+                                         "2 replica(s) per worker (2 in all), global batch 8 = 4 per replica")
+    with pytest.raises(KsegError, match="--batch-size 7 does not split over 2 replicas; use a multiple of 2"):
+        distribute.topology(7)
+
+
+class Patches(keras.utils.PyDataset):
+    """A stand-in PatchDataset: patch i is the array full of i; batches of 4, the last one short."""
+
+    def __init__(self, n=10, batch_size=4):
+        super().__init__()
+        self.indices, self.batch_size, self.epoch = np.arange(n), batch_size, 0
+
+    def __len__(self):
+        return -(-len(self.indices) // self.batch_size)
+
+    def __getitem__(self, index):
+        ids = self.indices[index * self.batch_size:(index + 1) * self.batch_size]
+        return np.repeat(ids[:, None], 3, 1).astype("float32"), ids.astype("uint8")
+
+    def set_epoch(self, epoch):
+        self.epoch = epoch
+
+
+def test_jax_workers_feed_their_rows_of_every_global_batch():
+    data = Patches()  # batches of patches 0-3, 4-7, 8-9
+    jax_topo = {"backend": "jax", "workers": 2, "worker": 1, "replicas": 2}
+    part = distribute.worker_batches(data, jax_topo)
+    assert len(part) == 3 and part.workers == data.workers  # loader threads are the dataset's own
+    assert [part[i][1].tolist() for i in range(3)] == [[2, 3], [6, 7], [9]]  # worker 1: the second half
+    part.set_epoch(5)
+    assert data.epoch == 5
+    # 2 replicas per worker: the last batch (2 patches) cannot give all 4 replicas a patch.
+    assert len(distribute.worker_batches(data, {**jax_topo, "replicas": 4})) == 2
+    # TensorFlow splits the global batch itself; without --distribute nothing changes.
+    assert distribute.worker_batches(data, {**jax_topo, "backend": "tensorflow"}) is data
+    assert distribute.worker_batches(data, None) is data

@@ -107,7 +107,7 @@ def test_unknown_model_lists_known_names():
 
 
 @pytest.mark.parametrize(
-    "kwargs", [{"input_shape": (100, 96, 3)}, {"input_shape": (64, 64, 1)}, {"activation": "tanh"}]
+    "kwargs", [{"input_shape": (100, 96, 3)}, {"input_shape": (64, 64, 0)}, {"activation": "tanh"}]
 )
 def test_bad_arguments_are_user_errors(kwargs):
     with pytest.raises(KsegError, match="Received"):

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_reliability import FakeEntryPoint, plugins  # noqa: F401  (plugins: a fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = ROOT / "examples" / "kseg-fcn"
@@ -87,3 +88,28 @@ def test_plugin_absent_without_install(tmp_path):
     done = kseg_cli(env, "models", "fcn", "--json", "--no-params", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["models"] == []
+
+
+@pytest.mark.usefixtures("plugins")  # a fresh registry that loads the entry points again
+def test_a_broken_plugin_is_reported_on_stderr_and_the_builtins_still_listed(monkeypatch):
+    """An entry point whose import raises: `kseg models` exits 0, lists the built-in
+    networks on stdout, and names the plugin and its error on stderr, in one line."""
+    import importlib.metadata
+
+    from click.testing import CliRunner
+
+    from kseg.cli.main import main
+
+    def broken():  # a path with brackets: not Rich markup in kseg's message
+        open("/nonexistent/kseg-broken/weights[/v2].pth")
+
+    entry_point = FakeEntryPoint("kseg_broken", "kseg-broken", broken)
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [entry_point])
+    result = CliRunner().invoke(main, ["models", "--no-params"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for name in ("unet", "deeplabv3", "deeplabv3plus"):
+        assert f" {name} " in result.stdout and " builtin " in result.stdout, result.stdout
+    assert "kseg_broken" not in result.stdout and "Traceback" not in result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("plugin 'kseg_broken' failed to load: kseg-broken: FileNotFoundError: "), line
+    assert line.endswith("No such file or directory: '/nonexistent/kseg-broken/weights[/v2].pth'"), line

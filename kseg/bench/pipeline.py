@@ -3,48 +3,84 @@
 import time
 import tracemalloc
 
-from kseg.bench.timing import peak_rss_mb, timed_calls
+from kseg.bench.timing import peak_rss_mb
 from kseg.data.readers import open_dataset
 from kseg.training.config import FitConfig
 
 
 def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, split="train",
-                     cache_mb=FitConfig.frame_cache_mb):
-    """One epoch of the training PatchDataset over `split`, timed, in this process.
+                     cache_mb=FitConfig.frame_cache_mb, workers=None):
+    """One epoch of the training PatchDataset over `split` per loader worker count, timed, in this process.
 
     Study settings: grid 4x4 of 128 px patches, batch 16, augmentation and shuffling on,
-    one worker, `kseg fit`'s frame cache (frames beyond it are decoded per patch).
+    `kseg fit`'s frame cache (frames beyond it are decoded per batch). Each epoch runs
+    through Keras' PyDataset adapter, the code `model.fit` iterates with, so 2 or more
+    workers run Keras' thread pool as `kseg fit --workers N` does; 1 builds the batches
+    one at a time in this thread. `workers`: the counts timed (default 1, 2 and what
+    `kseg fit --workers auto` picks here). Figures:
+      * patches_per_second: at `kseg fit`'s auto workers (what a fit gets here);
+      * per_core_patches_per_second: patches per CPU-second of this process at 1 worker
+        (time.process_time, all threads): what one core delivers, whatever the load;
+      * scaling_1_to_2: patches/s at 2 workers over 1 (2.0 is perfect scaling).
     Memory is reported two ways:
       * peak_rss_mb: resource.getrusage ru_maxrss, the whole process's peak resident
         memory (interpreter, numpy, Keras imports and anything run before this call);
       * peak_traced_mb: tracemalloc's peak of Python/numpy allocations made during
-        decoding and the epoch (the pipeline's own memory; numpy reports its buffers
-        to tracemalloc). Tracing is on during the timed epoch; its overhead is small
-        here because the work is a few large numpy operations per patch.
+        decoding and the epochs (the pipeline's own memory, queued batches included).
     """
-    from kseg.data.patches import PatchDataset  # imports keras
+    from kseg.data.patches import Frames, PatchDataset  # imports keras
+    from kseg.training.data import loader_kwargs, pick_workers
 
+    auto = max(1, pick_workers("auto")[0])  # 0 and 1 both mean no pool
+    counts = sorted({int(w) for w in workers} if workers else {1, 2, auto})
     ds = open_dataset(root)
     pairs = ds.pairs(split)
     rss_before = peak_rss_mb()
     tracemalloc.start()
     t0 = time.perf_counter()
-    data = PatchDataset(pairs, ds.spec, batch_size=batch_size, patch=patch, grid=grid,
-                        augment=augment, shuffle=True, seed=0, cache_mb=cache_mb)
+    frames = Frames(pairs, ds.spec, cache_mb=cache_mb)
     decode_s = time.perf_counter() - t0
-    (epoch_s,), _ = timed_calls(lambda: [data[i] for i in range(len(data))], steps=1, warmup=0)
+    make = lambda count: PatchDataset(frames, ds.spec, batch_size=batch_size, patch=patch, grid=grid,  # noqa: E731
+                                      augment=augment, shuffle=True, seed=0, **loader_kwargs(count))
+    make(1)[0]  # untimed: the first batch pays for lazy imports and first-call set-up
+    seconds, cpu = {}, {}
+    for count in counts:  # each from epoch 0, on the same decoded frames: the same work
+        data = make(count)
+        seconds[count], cpu[count] = epoch_seconds(data)
     _, traced_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
+    rate = {count: data.num_patches / s for count, s in seconds.items()}
+    fit_count = auto if auto in rate else max(rate)
     return {
         "root": str(ds.root), "split": split, "frames": len(pairs),
         "patches": data.num_patches, "batches": len(data), "patch": patch,
         "grid": list(grid) if grid else None, "batch_size": batch_size, "augment": bool(augment),
-        "cache_mb": cache_mb, "cached_frames": data.frames.num_cached,
-        "decode_seconds": round(decode_s, 3), "epoch_seconds": round(epoch_s, 3),
-        "patches_per_second": round(data.num_patches / epoch_s, 1),
-        "decoded_mb": round(data.frames.nbytes / 2**20, 1),
+        "cache_mb": cache_mb, "cached_frames": frames.num_cached,
+        "decode_seconds": round(decode_s, 3), "epoch_seconds": round(seconds[fit_count], 3),
+        "workers": fit_count, "patches_per_second": round(rate[fit_count], 1),
+        "by_workers": {str(c): round(r, 1) for c, r in rate.items()},
+        "per_core_patches_per_second": round(data.num_patches / cpu[1], 1) if 1 in cpu else None,
+        "cpu_seconds": {str(c): round(s, 3) for c, s in cpu.items()},
+        "scaling_1_to_2": round(rate[2] / rate[1], 3) if {1, 2} <= set(rate) else None,
+        "decoded_mb": round(frames.nbytes / 2**20, 1),
         "peak_traced_mb": round(traced_peak / 2**20, 1),
         "rss_before_mb": round(rss_before, 1), "peak_rss_mb": round(peak_rss_mb(), 1),
         "memory_method": "peak_rss_mb: resource.getrusage(RUSAGE_SELF).ru_maxrss; "
-                         "peak_traced_mb: tracemalloc peak during decode + epoch",
+                         "peak_traced_mb: tracemalloc peak during decode + epochs",
     }
+
+
+def epoch_seconds(data):
+    """`(wall, CPU)` seconds of one epoch of PyDataset `data` through Keras' PyDatasetAdapter.
+
+    The adapter is Keras-internal, but it is exactly what `fit` runs: with workers >= 2
+    its OrderedEnqueuer builds batches in a thread pool, in order."""
+    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+
+    adapter = PyDatasetAdapter(data, shuffle=False)
+    start, cpu = time.perf_counter(), time.process_time()
+    adapter.on_epoch_begin()
+    for _ in adapter.get_numpy_iterator():
+        pass
+    adapter.on_epoch_end()
+    return time.perf_counter() - start, time.process_time() - cpu

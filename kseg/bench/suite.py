@@ -1,4 +1,4 @@
-"""`kseg bench`: which measurements to run, in which processes, and the targets.
+"""`kseg bench`: which measurements to run, in which processes; kseg.bench.targets checks them.
 
 Every measurement (kseg.bench.worker) runs in its own Python process with KERAS_BACKEND set,
 so the backends, dtype policies and XLA settings are compared on the same benchmark.
@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from kseg.bench import targets
 from kseg.bench.worker import RESULT_PREFIX
 from kseg.runs import timestamp
 
@@ -26,15 +27,6 @@ VARIANTS = (
     ("mixed_float16", {"precision": "mixed_float16"}),
     ("deterministic", {"deterministic": True}),
 )
-# The issue's targets: name -> required value.
-TARGETS = {
-    "training at >= 50% of the conv ceiling": 0.5,
-    "data pipeline >= 20x training throughput": 20.0,
-    "full frame >= 3x faster than the 4x4 patch grid": 3.0,
-    "kseg fit peak memory <= 2 GB": 2048.0,
-    # "Far faster": scoring must never be what an evaluation waits for.
-    "confusion matrix >= 10x faster than full-frame prediction": 10.0,
-}
 
 
 def available_backends():
@@ -43,7 +35,7 @@ def available_backends():
 
 
 def default_data():
-    """CamVid for the pipeline and fit-memory runs: $KSEG_CAMVID or ../shared/camvid."""
+    """CamVid for the pipeline and `kseg fit` runs: $KSEG_CAMVID or ../shared/camvid."""
     for candidate in (os.environ.get("KSEG_CAMVID"), "../shared/camvid", "shared/camvid"):
         if candidate and (Path(candidate) / "train").is_dir():
             return str(Path(candidate).resolve())
@@ -104,9 +96,9 @@ def plan(archs, quick=False, backends=None, variants=True, data=None, steps=None
                  {"task": "pipeline", "root": data, "patch": patch, "batch_size": batch_size, **extra}))
     jobs.append(("confusion", "16 frames 360x480", "tensorflow", {"task": "confusion"}))
     if fit_arch:
-        jobs.append(("fit_memory", fit_arch, "tensorflow",
-                     {"task": "fit_memory", "arch": fit_arch, "data": data, "steps": 4 if quick else 20,
-                      **extra}))
+        jobs.append(("fit", fit_arch, "tensorflow",
+                     {"task": "fit", "arch": fit_arch, "data": data, "steps": 4 if quick else 20,
+                      "repeats": 2 if quick else 5, **extra}))
     return jobs
 
 
@@ -114,8 +106,10 @@ def _ceil(shape):
     return {"ceiling_shape": shape["shape"]} if shape else {}
 
 
-def run_suite(jobs, progress=None):
-    """Run `jobs` from `plan` one after the other; returns the results document."""
+def run_suite(jobs, progress=None, peer=None):
+    """Run `jobs` from `plan` one after the other; returns the results document.
+
+    `peer`: bench-peer.json's figures (kseg.bench.targets.load_peer), or None."""
     results = {"machine": machine(), "started": timestamp(), "runs": []}
     for i, (section, label, backend, task) in enumerate(jobs):
         if progress:
@@ -123,7 +117,7 @@ def run_suite(jobs, progress=None):
         result = run_worker(task, backend.split()[0])
         results["runs"].append({"section": section, "label": label, "backend": backend, "task": task,
                                 "result": result})
-    summarize(results)
+    summarize(results, peer)
     return results
 
 
@@ -135,7 +129,7 @@ def machine():
             "cpu": cpu_info(), "cpus": os.cpu_count(), "python": platform.python_version()}
 
 
-def summarize(results):
+def summarize(results, peer=None):
     """Add the ceiling, fractions of it and the target checks to `results` (in place)."""
     runs = [r for r in results["runs"] if "error" not in r["result"]]
     ceilings = [r["result"]["gflops"] for r in runs if r["section"] == "ceiling"]
@@ -146,40 +140,6 @@ def summarize(results):
         for key in ("train_gflops", "predict_gflops", "frame_gflops"):
             if key in res and ceiling:
                 res[key.replace("gflops", "of_ceiling")] = res[key] / ceiling
-    results["targets"] = check_targets(runs)
+    results["peer"] = peer
+    results["targets"] = targets.check(runs, peer)
     return results
-
-
-def check_targets(runs):
-    """One row per target: the goal, the measured value, met or not."""
-    nets = [r["result"] for r in runs if r["section"] == "network"]
-    rows = []
-    goal = TARGETS["training at >= 50% of the conv ceiling"]
-    for net in nets:
-        # The paired in-process ratio when measured (steadier on a shared machine).
-        value = net.get("train_of_local_ceiling", net.get("train_of_ceiling"))
-        rows.append(_target(f"training at >= 50% of the conv ceiling ({net['arch']})", goal, value, value))
-    pipe = next((r["result"] for r in runs if r["section"] == "pipeline"), None)
-    fastest = max((n["train_patches_per_s"] for n in nets), default=None)
-    if pipe and fastest:
-        ratio = pipe["patches_per_second"] / fastest
-        rows.append(_target("data pipeline >= 20x training throughput", 20.0, ratio, ratio))
-    for net in nets:
-        if "frame_speedup" in net:
-            rows.append(_target(f"full frame >= 3x faster than the 4x4 patch grid ({net['arch']})", 3.0,
-                                net["frame_speedup"], net["frame_speedup"]))
-    cm = next((r["result"] for r in runs if r["section"] == "confusion"), None)
-    predict_fps = max((n["frame_fps"] for n in nets if "frame_fps" in n), default=None)
-    if cm and predict_fps:
-        ratio = cm["numpy_fps"] / predict_fps
-        rows.append(_target("confusion matrix >= 10x faster than full-frame prediction", 10.0, ratio, ratio))
-    fit = next((r["result"] for r in runs if r["section"] == "fit_memory"), None)
-    if fit:
-        mb = fit["peak_rss_mb"]
-        rows.append({"target": f"kseg fit {fit['arch']} peak memory <= 2 GB ({fit['dataset']})",
-                     "goal": 2048.0, "measured": mb, "met": mb <= 2048.0})
-    return rows
-
-
-def _target(name, goal, measured, value):
-    return {"target": name, "goal": goal, "measured": measured, "met": value is not None and value >= goal}

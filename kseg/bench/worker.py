@@ -8,7 +8,7 @@ starts the processes; kseg.bench.timing holds the one timing loop and the ceilin
 
 import json
 import sys
-import time
+from pathlib import Path
 
 import numpy as np
 
@@ -114,33 +114,24 @@ def _frames(model, stride, patch, steps):
             "tta_flip_fps": 1 / tta_s}
 
 
-def pipeline(root=None, patch=128, grid=(4, 4), batch_size=16):
-    """Patches/s of the training PatchDataset (CamVid train at `root`, else synthetic)."""
+def pipeline(root=None, patch=128, grid=(4, 4), batch_size=16, workers=None):
+    """Patches/s of the training PatchDataset (CamVid train at `root`, else synthetic),
+    per loader worker count (see kseg.bench.pipeline.measure_pipeline)."""
     from kseg.bench.pipeline import measure_pipeline
     from kseg.data.synth import default_dataset_dir
 
-    result = measure_pipeline(root or default_dataset_dir(), patch=patch, grid=grid, batch_size=batch_size)
-    result["dataset"] = "camvid" if root else "synthetic"
+    result = measure_pipeline(root or default_dataset_dir(), patch=patch, grid=grid, batch_size=batch_size,
+                              workers=workers)
+    result["dataset"] = Path(root).name if root else "synthetic"
     return result
 
 
-def fit_memory(arch="unet", data=None, steps=20, runs=None):
-    """Peak memory of a real `kseg fit ARCH --epochs 1`, capped at `steps` batches.
+def fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
+    """A real 2-epoch `kseg fit ARCH` capped at `steps` batches an epoch: peak memory, epoch
+    time against its bare steps (see kseg.bench.fitrun.measure_fit)."""
+    from kseg.bench.fitrun import measure_fit
 
-    Runs the library's own fit with `max_steps`, so data loading, the model, metrics
-    and callbacks are exactly those of `kseg fit`; only the epoch is shorter.
-    """
-    import tempfile
-
-    from kseg.training.loop import fit
-    from kseg.training.recipes import resolve
-
-    runs = runs or tempfile.mkdtemp(prefix="kseg-bench-fit-")
-    cfg, explicit = resolve(arch, epochs=1, **({"data": str(data)} if data else {}))
-    start = time.perf_counter()
-    fit(cfg, runs=runs, explicit=explicit, progress=False, max_steps=steps)
-    return {"arch": arch, "dataset": "camvid" if data else "synthetic", "steps": steps,
-            "seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
+    return measure_fit(arch, data=data, steps=steps, runs=runs, repeats=repeats)
 
 
 def confusion(num_frames=16):
@@ -150,7 +141,7 @@ def confusion(num_frames=16):
     return measure_confusion(num_frames=num_frames)
 
 
-TASKS = {"ceiling": conv_ceiling, "network": network, "pipeline": pipeline, "fit_memory": fit_memory,
+TASKS = {"ceiling": conv_ceiling, "network": network, "pipeline": pipeline, "fit": fit,
          "confusion": confusion}
 
 

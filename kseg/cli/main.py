@@ -5,6 +5,7 @@ import ctypes
 import errno
 import importlib
 import os
+import signal
 import sys
 import traceback
 import warnings
@@ -32,6 +33,17 @@ class LazyGroup(click.Group):
     one line (`kseg.errors.user_error`), with the traceback only under --verbose/KSEG_DEBUG."""
 
     def invoke(self, ctx):
+        try:
+            return self._invoke(ctx)
+        except KeyboardInterrupt:
+            # Ctrl-C outside fit's clean stop (which has its own line), or landing while an
+            # error is being reported: one line and 130, the shell's status for SIGINT,
+            # instead of click's "Aborted!" and 1.
+            stopped = KsegError("Stopped by SIGINT (Ctrl-C).")
+            stopped.exit_code = 128 + signal.SIGINT
+            raise stopped from None
+
+    def _invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort):

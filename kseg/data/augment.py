@@ -177,6 +177,11 @@ class PhotometricConfig:
     gamma: 255 (x / 255) ** g, g uniform in [1 - gamma, 1 + gamma] (g > 1 darkens).
     The four linear steps compose into one 3x3 map plus an offset; the result is
     clipped to [0, 255] once, before gamma.
+
+    Images of C != 3 channels (grey, RGB + near infrared, ...) get brightness, contrast
+    and gamma, one factor per sample for all its bands as for RGB, with the mean of the
+    bands as grey level; saturation and hue need an RGB colour space and are skipped
+    (their factors are still drawn, so the random stream does not depend on C).
     """
 
     brightness: float = 0.2
@@ -224,24 +229,27 @@ def color_matrices(saturation, hue):
 
 
 def adjust_colors(x, brightness=1.0, contrast=1.0, saturation=1.0, hue=0.0, gamma=1.0):
-    """Jitter a batch x float32 (B, H, W, 3) in [0, 255]; returns a new float32 array.
+    """Jitter a batch x float32 (B, H, W, C) in [0, 255]; returns a new float32 array.
 
-    Each factor is a scalar or a (B,) array (see PhotometricConfig for the formulas)."""
+    Each factor is a scalar or a (B,) array (see PhotometricConfig for the formulas;
+    saturation and hue act only when C is 3)."""
     x = np.asarray(x, np.float32)
-    n = len(x)
+    n, bands = len(x), x.shape[-1]
     b, c, s, h, g = (np.broadcast_to(np.asarray(f, np.float64), (n,))
                      for f in (brightness, contrast, saturation, hue, gamma))
-    grey = x @ LUMA.astype(np.float32)  # (B, H, W)
+    luma = LUMA if bands == 3 else np.full(bands, 1 / bands)  # the grey level of a pixel
+    grey = x @ luma.astype(np.float32)  # (B, H, W)
     data = grey > 0  # empty pixels are exactly 0 (so are black ones: same treatment)
     count = np.count_nonzero(data.reshape(n, -1), axis=1)
     mean = grey.reshape(n, -1).sum(axis=1, dtype=np.float64) / np.maximum(count, 1)
     # b, then c, then S, then H: c b H S x + b m (1 - c), as S and H keep grey (1, 1, 1).
-    maps = ((c * b)[:, None, None] * color_matrices(s, h)).astype(np.float32)
+    colors = color_matrices(s, h) if bands == 3 else np.broadcast_to(np.eye(bands), (n, bands, bands))
+    maps = ((c * b)[:, None, None] * colors).astype(np.float32)
     offsets = (b * mean * (1 - c)).astype(np.float32)
     out = np.empty_like(x)
-    pixels = x.reshape(n, -1, 3)
-    for i in range(n):  # a BLAS (H*W, 3) x (3, 3) product per sample: 3x faster than einsum
-        o = out[i].reshape(-1, 3)
+    pixels = x.reshape(n, -1, bands)
+    for i in range(n):  # a BLAS (H*W, C) x (C, C) product per sample: 3x faster than einsum
+        o = out[i].reshape(-1, bands)
         np.matmul(pixels[i], maps[i].T, out=o)
         o += offsets[i]
         if count[i] < data[i].size:

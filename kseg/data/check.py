@@ -15,9 +15,9 @@ from kseg.data.readers import open_dataset
 from kseg.errors import DataError
 
 
-def check_pair(pair, spec):
+def check_pair(pair, spec, channels=3):
     """Decode one pair; return (mask value counts (256,), (H, W)). Raises DataError."""
-    image = io.read_image(pair.image)
+    image = io.read_image(pair.image, channels)
     mask = io.read_mask(pair.mask, spec, check=False)
     if image.shape[:2] != mask.shape:
         raise DataError(f"{pair.image}: image size {image.shape[0]}x{image.shape[1]} != "
@@ -25,16 +25,18 @@ def check_pair(pair, spec):
     return io.check_mask_values(mask, spec, pair.mask), mask.shape
 
 
-def check_dataset(root, spec=None, threads=4):
+def check_dataset(root, spec=None, threads=4, channels=3):
     """Open and fully decode a dataset; return a JSON-ready summary.
 
-    Returns {"root", "layout", "spec", "splits": {split: {"pairs", "sizes",
+    `channels`: what every image must hold (kseg.data.io.read_image; `kseg fit --channels`).
+    Returns {"root", "layout", "spec", "channels", "splits": {split: {"pairs", "sizes",
     "pixels" (per class), "void", "total", "frequency" (per class, of labelled pixels)}}}.
     Raises DataError (one line, naming the file) on the first problem found.
     """
     ds = open_dataset(root, spec)
     k = ds.spec.num_classes
-    summary = {"root": str(ds.root), "layout": ds.layout, "spec": ds.spec.to_dict(), "splits": {}}
+    summary = {"root": str(ds.root), "layout": ds.layout, "spec": ds.spec.to_dict(), "channels": channels,
+               "splits": {}}
     for split, pairs in ds.splits.items():
         if not pairs:
             raise DataError(f"{ds.root}: empty split '{split}'")
@@ -42,7 +44,7 @@ def check_dataset(root, spec=None, threads=4):
         sizes = Counter()
         # Pillow decodes without the GIL; map keeps order, so the first error is reported.
         with ThreadPoolExecutor(threads) as pool:
-            for c, shape in pool.map(lambda p: check_pair(p, ds.spec), pairs):
+            for c, shape in pool.map(lambda p: check_pair(p, ds.spec, channels), pairs):
                 counts += c
                 sizes[f"{shape[0]}x{shape[1]}"] += 1
         labelled = int(counts[:k].sum())

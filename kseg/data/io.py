@@ -1,6 +1,11 @@
 """Decoding images and masks, with one-line errors that name the file.
 
-Images become uint8 (H, W, 3) whatever their mode (grayscale, palette, RGBA, 16-bit).
+Images become uint8 (H, W, C). An image file has C channels: grey 1, grey + alpha 2,
+RGB, palette and JPEG 3, RGBA 4, a TIFF as many bands (or pages) as it holds (read by
+kseg.data.tiff). With `channels=3`, the default, colour files become RGB whatever their
+mode (grey repeated, palette expanded, alpha dropped), as they always did; a TIFF must
+hold 1 band (repeated) or 3. With any other `channels`, a file must hold exactly that
+many, and a mismatch is a one-line DataError naming the file and both counts.
 Masks become uint8 (H, W) class indices: single-channel masks (L, P, 16-bit) are read
 as values; RGB(A) masks are mapped through the spec's colour map, or rejected when the
 spec has none. Pillow is used directly (it is imageio's PNG/JPEG backend anyway) because
@@ -13,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from kseg.data import tiff
 from kseg.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -59,30 +65,107 @@ def _decode_error(path, exc):
 
 def image_size(path):
     """(H, W) from the header alone, without decoding pixels."""
+    return image_header(path)[:2]
+
+
+def image_header(path):
+    """(H, W, C) from the headers alone: C the channels the file holds (see the module doc)."""
     path = Path(path)
     try:
+        shape = tiff.bands_shape(path) if tiff.is_tiff(path) else None
+        if shape is not None:
+            return shape
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
                 w, h = im.size
-        return h, w
+                return h, w, _mode_channels(im)
+    except DataError:
+        raise
     except Exception as exc:
         raise _decode_error(path, exc) from None
 
 
-def read_image(path):
-    """An image file as uint8 (H, W, 3)."""
+def read_image(path, channels=3):
+    """An image file as uint8 (H, W, channels); see the module docstring for the rules."""
+    strict = tiff.is_tiff(path)  # TIFF bands are data: no alpha to drop
+    bands = _read_tiff(path) if strict else None
+    if bands is not None:
+        return fit_channels(bands, channels, path, strict)
     im = _open(path)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        # 16-bit grayscale: keep the top byte (PNG 16-bit spans 0..65535).
-        a = np.asarray(im, dtype=np.int64)
-        a = (np.clip(a, 0, 65535) >> 8).astype(np.uint8)
-        return np.repeat(a[:, :, None], 3, axis=2)
     if im.mode == "F":
         raise DataError(f"{path}: floating-point images are not supported; save as 8-bit")
-    if im.mode != "RGB":
-        im = im.convert("RGB")  # L, LA, P, RGBA, CMYK, 1 -> RGB (alpha dropped)
-    return np.asarray(im, dtype=np.uint8).copy()
+    if im.mode in SIXTEEN_BIT:
+        # 16-bit grayscale: keep the top byte (PNG 16-bit spans 0..65535).
+        a = np.asarray(im, dtype=np.int64)
+        a = (np.clip(a, 0, 65535) >> 8).astype(np.uint8)[:, :, None]
+    elif channels == 3 and not strict:  # L, LA, P, RGBA, CMYK, 1 -> RGB (alpha dropped)
+        return np.asarray(im if im.mode == "RGB" else im.convert("RGB"), dtype=np.uint8).copy()
+    else:
+        a = np.asarray(im.convert(_native_mode(im)), dtype=np.uint8)
+        a = a[:, :, None] if a.ndim == 2 else a.copy()
+    return fit_channels(a, channels, path, strict)
+
+
+def _read_tiff(path):
+    """uint8 (H, W, C) bands of a TIFF, or None where Pillow reads it (kseg.data.tiff)."""
+    try:
+        return tiff.read_bands(path, 2 * Image.MAX_IMAGE_PIXELS)
+    except DataError:
+        raise
+    except Exception as exc:
+        raise _decode_error(Path(path), exc) from None
+
+
+SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
+# Pillow mode -> the mode whose bands are the file's channels: palettes expanded to RGB,
+# bilevel to 0/255, premultiplied alpha undone, YCbCr (JPEG) as RGB; CMYK stays 4 bands.
+NATIVE_MODES = {"1": "L", "P": "RGB", "PA": "RGBA", "La": "LA", "RGBa": "RGBA", "RGBX": "RGB",
+                "YCbCr": "RGB", "LAB": "RGB", "HSV": "RGB"}
+
+
+def _native_mode(im):
+    if im.mode == "P" and "transparency" in im.info:
+        return "RGBA"
+    return NATIVE_MODES.get(im.mode, im.mode)
+
+
+def _mode_channels(im):
+    """Channels of an opened (not decoded) Pillow image, as read_image sees them."""
+    return 1 if im.mode in SIXTEEN_BIT + ("F",) else Image.getmodebands(_native_mode(im))
+
+
+def fit_channels(pixels, channels, path, strict=False):
+    """uint8 (H, W, c) pixels as (H, W, channels), or the DataError naming both counts.
+
+    A single channel is repeated when 3 are wanted (grey in an RGB dataset); `strict`
+    (TIFF, whose bands are data) allows nothing else, otherwise an alpha channel
+    (2 or 4 channels) is dropped when 3 are wanted.
+    """
+    c = pixels.shape[-1]
+    if c == channels:
+        return pixels
+    if channels == 3 and c == 1:
+        return np.repeat(pixels, 3, axis=2)
+    if channels == 3 and not strict and c in (2, 4):
+        return np.repeat(pixels[:, :, :1], 3, axis=2) if c == 2 else pixels[:, :, :3].copy()
+    raise DataError(f"{path}: {c} channel{'s' if c != 1 else ''}, but {channels} expected "
+                    f"(--channels {channels}); convert the file, or train with --channels {c}")
+
+
+def check_channels(path, channels):
+    """Raise the DataError of `fit_channels` from the headers alone (no pixel decoded)."""
+    c = image_header(path)[2]
+    fit_channels(np.zeros((1, 1, c), np.uint8), channels, path, strict=tiff.is_tiff(path))
+
+
+def display_rgb(image):
+    """uint8 (H, W, 3) to show an (H, W, C) image: RGB as is, the first 3 of more bands
+    (e.g. R, G, B of RGB + near infrared), a single (or grey + alpha) channel as grey."""
+    image = np.asarray(image)
+    if image.shape[-1] >= 3:
+        return np.ascontiguousarray(image[..., :3])
+    return np.repeat(image[..., :1], 3, axis=-1)
 
 
 def read_mask(path, spec=None, check=True):

@@ -29,7 +29,10 @@ from kseg.errors import DataError
 
 
 class Frames:
-    """Frames of a list of pairs as uint8 images (H, W, 3) and masks (H, W).
+    """Frames of a list of pairs as uint8 images (H, W, C) and masks (H, W).
+
+    `channels` (C): what every image must hold (kseg.data.io.read_image); every image's
+    header is checked up front, so a file with another count fails before training.
 
     The first frames (in pair order) whose decoded size fits `cache_mb` MiB are decoded
     once, up front; the others are decoded on every access (CamVid: 12 ms a frame;
@@ -37,13 +40,15 @@ class Frames:
     memory is bounded and no frame is decoded twice for the cache's sake.
     """
 
-    def __init__(self, pairs, spec, cache_mb=None, threads=4):
-        self.pairs, self.spec = list(pairs), spec
+    def __init__(self, pairs, spec, cache_mb=None, threads=4, channels=3):
+        self.pairs, self.spec, self.channels = list(pairs), spec, int(channels)
         if not self.pairs:
             raise DataError("no image/mask pairs to make patches from (empty split)")
         self.shapes = [io.image_size(p.mask) for p in self.pairs]  # headers only
+        for p in self.pairs:
+            io.check_channels(p.image, self.channels)  # headers only
         budget = math.inf if cache_mb is None else float(cache_mb) * 2**20
-        decoded = np.cumsum([h * w * 4 for h, w in self.shapes])  # RGB + mask bytes
+        decoded = np.cumsum([h * w * (self.channels + 1) for h, w in self.shapes])  # image + mask bytes
         kept = int(np.searchsorted(decoded, budget, side="right"))
         # Pillow releases the GIL while inflating PNGs, so threads help here.
         with ThreadPoolExecutor(threads) as pool:
@@ -51,9 +56,10 @@ class Frames:
 
     @classmethod
     def from_arrays(cls, images, masks, spec):
-        """Frames from decoded uint8 images (H, W, 3) and masks (H, W), e.g. for tests."""
+        """Frames from decoded uint8 images (H, W, C) and masks (H, W), e.g. for tests."""
         frames = cls.__new__(cls)
         frames.pairs, frames.spec = [None] * len(images), spec
+        frames.channels = int(np.shape(images[0])[-1]) if len(images) else 3
         frames._cache = [(np.asarray(i, np.uint8), np.asarray(m, np.uint8))
                          for i, m in zip(images, masks, strict=True)]
         frames.shapes = [m.shape for _, m in frames._cache]
@@ -64,7 +70,7 @@ class Frames:
 
     def _load(self, i):
         pair = self.pairs[i]
-        image, mask = io.read_image(pair.image), io.read_mask(pair.mask, self.spec)
+        image, mask = io.read_image(pair.image, self.channels), io.read_mask(pair.mask, self.spec)
         if image.shape[:2] != mask.shape:
             raise DataError(f"{pair.image}: image size {image.shape[0]}x{image.shape[1]} != "
                             f"mask size {mask.shape[0]}x{mask.shape[1]} ({pair.mask})")
@@ -95,7 +101,7 @@ class Frames:
 
 
 class PatchDataset(keras.utils.PyDataset):
-    """Batches `(x float32 (B, h, w, 3) in [0, 255], y uint8 (B, h, w)[, w float32 (B, h, w)])`.
+    """Batches `(x float32 (B, h, w, C) in [0, 255], y uint8 (B, h, w)[, w float32 (B, h, w)])`.
 
     Args:
         pairs: list of readers.Pair (or a Frames object to share decoded frames).
@@ -115,18 +121,20 @@ class PatchDataset(keras.utils.PyDataset):
         crops_per_image: random crops per frame and epoch (grid=None); default R*C=16.
         indices: subset of patch indices to serve (see `split_patches`).
         cache_mb: MiB of decoded frames kept in memory (see `Frames`); None: all.
+        channels: C, the channels of every image (see `Frames`; ignored for a Frames).
         **pydataset_kwargs: workers, use_multiprocessing, max_queue_size.
     """
 
     def __init__(self, pairs, spec, batch_size=16, patch=128, grid=(4, 4), augment=False,
                  shuffle=False, seed=0, class_weights=None, crops_per_image=16,
-                 indices=None, cache_mb=None, scale=None, photometric=False, **pydataset_kwargs):
+                 indices=None, cache_mb=None, scale=None, photometric=False, channels=3,
+                 **pydataset_kwargs):
         super().__init__(**pydataset_kwargs)
         size = (patch, patch) if np.ndim(patch) == 0 else tuple(patch)
         if int(batch_size) < 1 or len(size) != 2 or min(int(v) for v in size) < 1:
             raise ValueError(f"batch_size and patch must be >= 1 (patch: an int or (h, w)). "
                              f"Received: batch_size={batch_size}, patch={patch}")
-        self.frames = pairs if isinstance(pairs, Frames) else Frames(pairs, spec, cache_mb)
+        self.frames = pairs if isinstance(pairs, Frames) else Frames(pairs, spec, cache_mb, channels=channels)
         self.spec, self.batch_size = spec, int(batch_size)
         self.size = tuple(int(v) for v in size)
         self.patch = int(patch) if np.ndim(patch) == 0 else self.size
@@ -162,23 +170,25 @@ class PatchDataset(keras.utils.PyDataset):
     def on_epoch_end(self):
         self.epoch += 1
 
-    def order(self):
-        """The patch indices in this epoch's order."""
-        epoch, order = self._order
-        if epoch != self.epoch:
+    def order(self, epoch=None):
+        """The patch indices in the order of `epoch` (default: the current epoch)."""
+        epoch = self.epoch if epoch is None else int(epoch)  # read once: workers run beside set_epoch
+        cached_epoch, order = self._order
+        if cached_epoch != epoch:
             order = self.indices
             if self.shuffle:
-                rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch]))
+                rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch]))
                 order = order[rng.permutation(len(order))]
-            self._order = (self.epoch, order)  # one tuple: safe across worker threads
+            self._order = (epoch, order)  # one tuple: safe across worker threads
         return order
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range ({len(self)} batches)")
-        ids = self.order()[index * self.batch_size:(index + 1) * self.batch_size]
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, self.epoch, index]))
-        x = np.empty((len(ids), *self.size, 3), np.float32)
+        epoch = self.epoch  # one read: order and draws of the same epoch
+        ids = self.order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
+        x = np.empty((len(ids), *self.size, self.frames.channels), np.float32)
         y = np.empty((len(ids), *self.size), np.uint8)
         frames = self.frames.take(int(pid) // self.per_image for pid in ids)
         for k, pid in enumerate(ids):
@@ -190,7 +200,7 @@ class PatchDataset(keras.utils.PyDataset):
         return x, y, self.class_weights[y]
 
     def patch_at(self, pid, rng, frames=None):
-        """Patch `pid` (frame pid // per_image): float32 (h, w, 3), uint8 (h, w).
+        """Patch `pid` (frame pid // per_image): float32 (h, w, C), uint8 (h, w).
 
         `frames`: {frame index: (image, mask)} already decoded (see `Frames.take`).
         Photometric jitter is not applied here: it acts on whole batches."""

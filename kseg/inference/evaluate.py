@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.inference.frames import as_mode, frame_logits, iter_logit_bands
+from kseg.inference.frames import as_mode, frame_logits, input_channels, iter_logit_bands
 
 DEFAULT_SPLITS = ("val", "test")
 
@@ -81,11 +81,12 @@ def evaluate_split(model, pairs, spec, stride, mode=None):
     if not pairs:
         raise KsegError("evaluate_split needs at least one frame")
     acc = SplitAccumulator(spec.num_classes, spec.void)
-    frame_logits(model, read_image(pairs[0].image), stride, mode)  # warm-up, untimed
+    channels = input_channels(model)  # the run's --channels
+    frame_logits(model, read_image(pairs[0].image, channels), stride, mode)  # warm-up, untimed
     start = time.perf_counter()
     predict_seconds = 0.0
     for pair in pairs:
-        image, mask = read_image(pair.image), read_mask(pair.mask, spec)
+        image, mask = read_image(pair.image, channels), read_mask(pair.mask, spec)
         bands = iter_logit_bands(model, image, stride, mode)
         while True:
             t0 = time.perf_counter()

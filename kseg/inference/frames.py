@@ -11,10 +11,10 @@ Two ways to run a network over a frame of any size:
 selects sliding windows (`kseg.inference.window`) and test-time augmentation
 (`kseg.inference.tta`): the one path of `eval`, `predict` and `report`.
 
-Images: uint8 or float (N, H, W, 3) array or a list of (H, W, 3) arrays, pixel values in
-[0, 255] (the models rescale internally). Label maps come back as uint8 (N, H, W) and
-logits one frame at a time (float32 (H, W, K)), since a whole split of logits would not
-fit in memory (CamVid val: 101 * 360 * 480 * 12 * 4 B = 838 MB).
+Images: uint8 or float (N, H, W, C) array or a list of (H, W, C) arrays, pixel values in
+[0, 255] (the models rescale internally); C is the model's (`input_channels`), 3 for RGB.
+Label maps come back as uint8 (N, H, W) and logits one frame at a time (float32 (H, W, K)),
+since a whole split of logits would not fit in memory (CamVid val: 101 * 360 * 480 * 12 * 4 B = 838 MB).
 """
 
 import weakref
@@ -34,6 +34,15 @@ def pad_to_stride(image, stride, mode="reflect"):
         return image
     pad = ((0, ph), (0, pw)) + ((0, 0),) * (image.ndim - 2)
     return np.pad(image, pad, mode="reflect" if mode == "reflect" else "constant")
+
+
+def input_channels(model):
+    """C of the model's (B, H, W, C) input: the channels its frames are read with (3: RGB).
+
+    A run's config.json records the same number (`channels`, from `kseg fit --channels`)."""
+    shape = model.input_shape
+    shape = shape[0] if isinstance(shape, list) else shape
+    return int(shape[-1]) if shape[-1] is not None else 3
 
 
 def _predict(model, x):

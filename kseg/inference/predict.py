@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 # colorize: class indices -> the dataset palette, one definition for masks, figures and data.
-from kseg.data.io import IMAGE_SUFFIXES, colorize
+from kseg.data.io import IMAGE_SUFFIXES, colorize, display_rgb
 from kseg.errors import KsegError
 
 OVERLAY_ALPHA = 0.5  # weight of the colour mask in an overlay
@@ -93,8 +93,9 @@ def check_unique_stems(paths):
         stems[p.stem] = p
 
 
-def read_input_image(path, max_pixels=None):
-    """kseg.data.io.read_image with any failure turned into a one-line KsegError.
+def read_input_image(path, max_pixels=None, channels=3):
+    """kseg.data.io.read_image (uint8 (H, W, channels)) with any failure turned into a
+    one-line KsegError; `channels` is the run's (kseg.inference.frames.input_channels).
 
     An image over `max_pixels` (default MAX_PIXELS) is refused from its header, before
     any pixel is decoded.
@@ -107,13 +108,13 @@ def read_input_image(path, max_pixels=None):
         raise KsegError(f"{path}: {w}x{h} is {h * w / 1e6:.0f} Mpixel, more than kseg decodes "
                         f"({limit / 1e6:.0f} Mpixel); split or downscale it first")
     try:
-        image = io.read_image(path)
+        image = io.read_image(path, channels)
     except KsegError:
         raise
     except Exception as exc:  # imageio raises many types for a bad file
         raise KsegError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise KsegError(f"{path}: expected an RGB image, got shape {image.shape}")
+    if image.ndim != 3 or image.shape[-1] != channels:
+        raise KsegError(f"{path}: expected an image of {channels} channels, got shape {image.shape}")
     return image
 
 
@@ -165,16 +166,18 @@ def predict_images(model, paths, spec, out_dir, stride, mode=None, on_written=No
     import imageio.v3 as iio
 
     from kseg.atomic import atomic_path
+    from kseg.inference.frames import input_channels
 
+    channels = input_channels(model)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for path in paths:
-        image = read_input_image(path)
+        image = read_input_image(path, channels=channels)
         labels, conf, p16 = frame_outputs(model, image, stride, mode, probs)
         colors = colorize(labels, spec)
         mask_path, overlay_path = output_names(path, out_dir)
-        pngs = [(mask_path, colors), (overlay_path, overlay(image, colors))]
+        pngs = [(mask_path, colors), (overlay_path, overlay(display_rgb(image), colors))]
         if confidence:
             pngs.append((out_dir / f"{Path(path).stem}_confidence.png", conf))
         for target, pixels in pngs:

@@ -62,7 +62,7 @@ def deeplabv3(
 
     Args:
         num_classes: output channels of `segmentation_output`.
-        input_shape: (H, W, 3), sides multiples of 32 or None.
+        input_shape: (H, W, C) (C channels, 3 for RGB), sides multiples of 32 or None.
         output_stride: 16 (default) or 8 (atrous exit flow and more memory), or 32
             (no dilation: the backbone is exactly keras.applications' Xception).
         activation: None for logits, or "softmax" to add a `probabilities` layer.

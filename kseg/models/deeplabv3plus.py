@@ -53,7 +53,8 @@ def deeplabv3plus(
 
     Args:
         num_classes: output channels of `segmentation_output`.
-        input_shape: (H, W, 3), sides multiples of `output_stride` (16 by default) or None.
+        input_shape: (H, W, C) (C channels, 3 for RGB), sides multiples of `output_stride`
+            (16 by default) or None.
         output_stride: 16 (default), 8 or 32; the ASPP output is upsampled by
             output_stride / 4 to meet the stride-4 features.
         activation: None for logits, or "softmax" to add a `probabilities` layer.

@@ -27,8 +27,9 @@ def check_args(name, num_classes, input_shape, stride, activation, **named):
     `check_args("unet", ..., decoder_filters=(decoder_filters, "ints", 5))`.
     """
     _check_arg(name, "num_classes", num_classes, "int")
-    if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3 or input_shape[-1] != 3:
-        raise KsegError(f"{name}: input_shape must be a tuple (H, W, 3). "
+    if (not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3
+            or not (_is_int(input_shape[-1]) and input_shape[-1] > 0)):
+        raise KsegError(f"{name}: input_shape must be a tuple (H, W, C), C channels (3 for RGB). "
                         f"Received: input_shape={input_shape!r}")
     for side in input_shape[:2]:
         if side is not None and not (_is_int(side) and side > 0):
@@ -79,21 +80,33 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PREPROCESSING_MODES = ("tf", "torch")
 
 
+def imagenet_stats(channels):
+    """(mean, std) per input channel: RGB's for 3; their averages for 1 (a grey image);
+    for other counts channel i takes RGB channel i % 3's, as its first-conv kernel does
+    (kseg.models.adapt)."""
+    if channels == 1:
+        return (sum(IMAGENET_MEAN) / 3,), (sum(IMAGENET_STD) / 3,)
+    return (tuple(IMAGENET_MEAN[i % 3] for i in range(channels)),
+            tuple(IMAGENET_STD[i % 3] for i in range(channels)))
+
+
 def image_input(input_shape, mode="tf"):
     """`(image, x)`: the float32 [0, 255] image input and its normalised tensor.
 
     mode: "tf" (default) rescales to [-1, 1], x/127.5 - 1, the Xception convention;
     "torch" applies torchvision's ImageNet normalisation, (x/255 - mean)/std per channel,
-    for encoders with PyTorch weights (keras.applications' preprocess modes).
+    for encoders with PyTorch weights (keras.applications' preprocess modes), with the
+    statistics of `imagenet_stats` for inputs of other than 3 channels.
     Either way a builtin `Rescaling` named `preprocess`, so the models take raw pixels.
     """
-    image = keras.Input(shape=tuple(input_shape), name="image")  # (B, H, W, 3) in [0, 255]
+    image = keras.Input(shape=tuple(input_shape), name="image")  # (B, H, W, C) in [0, 255]
     if mode == "tf":
         x = layers.Rescaling(1 / 127.5, offset=-1, name="preprocess")(image)
     elif mode == "torch":
         # (x/255 - mean)/std = x * 1/(255 std) - mean/std; lists serialise as JSON.
-        scale = [1 / (255 * s) for s in IMAGENET_STD]
-        offset = [-m / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD, strict=True)]
+        mean, std = imagenet_stats(input_shape[-1])
+        scale = [1 / (255 * s) for s in std]
+        offset = [-m / s for m, s in zip(mean, std, strict=True)]
         x = layers.Rescaling(scale, offset=offset, name="preprocess")(image)
     else:
         raise KsegError(f"preprocessing mode must be one of {PREPROCESSING_MODES}. Received: {mode!r}")

@@ -15,7 +15,8 @@ resnet34 share their parameter names, which map onto kseg's by name:
     layer{s}.0.downsample.1.*        -> conv{s+1}_block1_0_bn
 
 `fc.*` (the classifier) and `*.num_batches_tracked` are ignored; any other unused
-tensor, any missing one and any shape mismatch is a KsegError.
+tensor, any missing one and any shape mismatch is a KsegError. An encoder built for
+inputs of other than 3 channels gets `conv1.weight` adapted (kseg.models.adapt).
 """
 
 import json
@@ -26,6 +27,8 @@ from collections.abc import Mapping
 import numpy as np
 
 from kseg.errors import KsegError
+from kseg.models.adapt import adapt_kernel
+from kseg.models.layers import IMAGENET_MEAN, IMAGENET_STD
 
 EXTENSIONS = (".pth", ".pt", ".safetensors")
 # safetensors dtype -> little-endian numpy dtype; BF16 (no numpy dtype) is widened by hand.
@@ -190,6 +193,19 @@ def _pairs(layer, prefix, state, where):
     return pairs
 
 
+def adapt_stem(state, channels):
+    """The state dict with `conv1.weight` (64, 3, 7, 7) adapted to `channels` inputs, and
+    for one channel `bn1.running_mean` shifted by the adaptation's delta (kseg.models.adapt)."""
+    weight = state.get("conv1.weight")
+    if channels == 3 or weight is None or np.ndim(weight) != 4 or weight.shape[1] != 3:
+        return state  # RGB, or not a ResNet stem: the shape checks report it
+    kernel, delta = adapt_kernel(weight.transpose(2, 3, 1, 0), channels, IMAGENET_MEAN, IMAGENET_STD)
+    state = {**state, "conv1.weight": kernel.transpose(3, 2, 0, 1)}  # HWIO -> OIHW
+    if "bn1.running_mean" in state:
+        state["bn1.running_mean"] = state["bn1.running_mean"] - delta
+    return state
+
+
 def load_resnet34_weights(model, weights, source=None):
     """Copy torchvision/timm resnet34 weights into the ResNet-34 encoder of `model`.
 
@@ -212,6 +228,7 @@ def load_resnet34_weights(model, weights, source=None):
             f"{model.name}: encoder not built for PyTorch weights; use "
             "kseg.create_model('unet', encoder_weights=path)."
         )
+    state = adapt_stem(state, model.get_layer("conv1_conv").kernel.shape[2])
     pairs = []
     for layer in model.layers:
         prefix = torch_key(layer.name)

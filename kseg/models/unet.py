@@ -56,7 +56,7 @@ def basic_block(x, filters, name, stride=1, conv_args=None):
 
 
 def resnet34_encoder(x, torch_compatible=False):
-    """ResNet-34 trunk on a (B, H, W, 3) tensor; returns `{layer name: tensor}` of its taps.
+    """ResNet-34 trunk on a (B, H, W, C) tensor; returns `{layer name: tensor}` of its taps.
 
     Taps: `conv1_relu` (H/2, 64), `conv2_block3_out` (H/4, 64), `conv3_block4_out`
     (H/8, 128), `conv4_block6_out` (H/16, 256), `conv5_block3_out` (H/32, 512).
@@ -97,7 +97,7 @@ def unet(num_classes=12, input_shape=(None, None, 3), activation=None, encoder_w
 
     Args:
         num_classes: output channels of `segmentation_output`.
-        input_shape: (H, W, 3), sides multiples of 32 or None.
+        input_shape: (H, W, C) (C channels, 3 for RGB), sides multiples of 32 or None.
         activation: None for logits, or "softmax" to add a `probabilities` layer.
         encoder_weights: None (random init), or a local torchvision/timm resnet34
             checkpoint (.pth, .pt or .safetensors) or state dict: the encoder is then

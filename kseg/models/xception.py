@@ -17,6 +17,7 @@ import keras
 from keras import layers
 
 from kseg.errors import KsegError
+from kseg.models.adapt import adapt_kernel
 from kseg.models.layers import batch_norm
 
 # (block, filters of its separable convs, shortcut). Entry-flow blocks 2-4 and exit
@@ -59,7 +60,7 @@ def xception_block(x, filters, name, shortcut, stride=1, dilation=1, first_relu=
 
 
 def xception_backbone(x, output_stride=16):
-    """Xception features of a [-1, 1] image (B, H, W, 3): (B, H/os, W/os, 2048)."""
+    """Xception features of a [-1, 1] image (B, H, W, C): (B, H/os, W/os, 2048)."""
     if output_stride not in OUTPUT_STRIDES:
         raise KsegError(f"output_stride must be one of {OUTPUT_STRIDES}. Received: {output_stride!r}")
     x = layers.Conv2D(32, 3, strides=2, padding="same", use_bias=False, name="block1_conv1")(x)
@@ -124,6 +125,9 @@ def load_xception_weights(model_or_backbone, weights):
 
     Layers are paired in order; keras' named layers must agree by name, its unnamed
     shortcut convs by class, and every weight by shape. Raises KsegError on mismatch.
+    A backbone built for inputs of other than 3 channels gets the RGB kernel of
+    `block1_conv1` adapted (kseg.models.adapt; the [-1, 1] input scaling is the same
+    for every channel, so one grey channel gives exactly the RGB network on grey).
     """
     source, target = _source_layers(weights), backbone_layers(model_or_backbone)
     if len(source) != len(target):
@@ -132,11 +136,14 @@ def load_xception_weights(model_or_backbone, weights):
             f"{len(target)}; pass keras.applications.Xception(include_top=False) weights."
         )
     for src, dst in zip(source, target, strict=True):
-        shapes = [tuple(w.shape) for w in src.weights], [tuple(w.shape) for w in dst.weights]
+        values = src.get_weights()
+        if dst.name == "block1_conv1":  # (3, 3, 3, 32) -> (3, 3, C, 32)
+            values = [adapt_kernel(values[0], dst.kernel.shape[2])[0]]
+        shapes = [tuple(w.shape) for w in values], [tuple(w.shape) for w in dst.weights]
         named = src.name.startswith("block")
         if (named and src.name != dst.name) or type(src) is not type(dst) or shapes[0] != shapes[1]:
             raise KsegError(
                 f"Xception weights: layer {src.name!r} {shapes[0]} does not fit {dst.name!r} {shapes[1]}."
             )
-        dst.set_weights(src.get_weights())
+        dst.set_weights(values)
     return model_or_backbone

@@ -64,7 +64,7 @@ def curve_figure(runs, fig_dir):
 
 def sample_figures(runs, fig_dir, count=3, log=print, inference=None):
     """One panel per sample frame, predictions of every run that shares the first run's classes."""
-    from kseg.data.io import read_image, read_mask
+    from kseg.data.io import display_rgb, read_image, read_mask
     from kseg.inference.frames import predict_labels
     from kseg.reporting.figures import sample_panel
 
@@ -81,14 +81,17 @@ def sample_figures(runs, fig_dir, count=3, log=print, inference=None):
     pairs = splits[split]
     # Evenly spaced frames, so the panels are not three consecutive video frames.
     picks = sorted({round(i * (len(pairs) - 1) / max(count - 1, 1)) for i in range(min(count, len(pairs)))})
-    same = [r for r in runs if tuple(r.spec.classes) == tuple(spec.classes)]
+    channels = first.config.get("channels", 3)  # what its images hold (kseg fit --channels)
+    same = [r for r in runs
+            if tuple(r.spec.classes) == tuple(spec.classes) and r.config.get("channels", 3) == channels]
     models = {r.name: (r.load_model("best"), r.stride, run_mode(r, inference)) for r in same}
     paths = []
     for n, i in enumerate(picks, 1):
         pair = pairs[i]
-        image, truth = read_image(pair.image), read_mask(pair.mask, spec)
+        image, truth = read_image(pair.image, channels), read_mask(pair.mask, spec)
         preds = {name: predict_labels(model, image, stride, mode)
                  for name, (model, stride, mode) in models.items()}
+        image = display_rgb(image)
         path = fig_dir / f"sample_{n}_{Path(pair.image).stem}.png"
         paths.append(sample_panel(image, truth, preds, spec, path, title=f"{split}: {Path(pair.image).name}"))
     return paths

@@ -1,4 +1,5 @@
-"""Keras callbacks of `kseg fit`: the per-epoch commit, signal and NaN guards, the LR plateau.
+"""Keras callbacks of `kseg fit`: the per-epoch commit, signal and NaN guards, the LR plateau,
+TensorBoard logs.
 
 Callback order matters (Keras calls them in list order): the schedule updates the
 learning rate and its counters in `on_epoch_end` before `RunRecorder` commits them,
@@ -14,17 +15,20 @@ finished run cannot be extended. `RunRecorder` commits all of that through one
 atomic state.json, and tests/test_resume.py kills real runs to check it.
 """
 
+import importlib.util
 import math
 import os
 import shutil
 import signal
 import threading
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
 
 from kseg import atomic
+from kseg.errors import KsegError
 from kseg.runs import HISTORY_COLUMNS, timestamp
 from kseg.training.checkpoints import save_checkpoint
 
@@ -208,6 +212,47 @@ class RunRecorder(keras.callbacks.Callback):
         if best is None:
             return True
         return value > best if self.mode == "max" else value < best
+
+
+def require_tensorboard():
+    """Fail in one line, before training, where Keras' TensorBoard callback could not write:
+    tf.summary needs TensorFlow and the tensorboard package, which TensorFlow 2.20+ no
+    longer installs (without it, the first epoch's scalars raise TBNotInstalledError)."""
+    missing = [m for m in ("tensorflow", "tensorboard") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise KsegError(f"--tensorboard needs {' and '.join(missing)}: pip install {' '.join(missing)} "
+                        f"(or pip install 'kseg[tensorboard]'), or drop --tensorboard.")
+
+
+class RunTensorBoard(keras.callbacks.TensorBoard):
+    """keras.callbacks.TensorBoard writing `<run>/tensorboard/{train,validation}`, continued
+    by every later session of the run (`kseg fit --tensorboard`).
+
+    The step of an epoch's scalars is kseg's epoch number, 1-based as in history.csv, so
+    a run resumed after epoch k logs k+1, k+2 ... Every session writes new event files
+    (tf.summary names them by time, host, pid and a counter) beside the earlier ones,
+    which TensorBoard reads as one run. Put after RunRecorder: only committed epochs
+    are logged, so an epoch replayed after a kill or a NaN is logged once. Keras
+    requires TensorFlow for this (tf.summary) under every backend.
+    """
+
+    def __init__(self, run, recorder, **kwargs):
+        super().__init__(log_dir=str(Path(run.path) / "tensorboard"), **kwargs)
+        self.recorder = recorder
+        self._epoch_lr = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = self.recorder.rows
+        self._epoch_lr = rows[-1]["lr"] if rows and rows[-1]["epoch"] == epoch + 1 else None
+        super().on_epoch_end(epoch + 1, logs)
+
+    def _collect_learning_rate(self, logs):
+        # Keras reads the optimizer, whose rate a plateau may already have lowered for
+        # the next epoch; log the rate this epoch trained at, as history.csv does.
+        logs = super()._collect_learning_rate(logs)
+        if self._epoch_lr is not None:
+            logs["learning_rate"] = self._epoch_lr
+        return logs
 
 
 def current_lr(model):

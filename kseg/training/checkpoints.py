@@ -12,14 +12,16 @@ ENCODER_WEIGHTS_ARG = ("encoder_weights", "weights")
 
 
 def create(cfg, spec):
-    """The registered network of `cfg`, with its --model-arg and --encoder-weights."""
+    """The registered network of `cfg` for (H, W, cfg.channels) inputs, with its --model-arg and
+    --encoder-weights (whose first conv is adapted to the channels, kseg.models.adapt)."""
     from kseg import registry
 
     kwargs = dict(cfg.model_kwargs)
     if cfg.encoder_weights:
         kwargs[_weights_arg(cfg.arch)] = cfg.encoder_weights
     try:
-        return registry.create_model(cfg.arch, num_classes=spec.num_classes, **kwargs)
+        return registry.create_model(cfg.arch, num_classes=spec.num_classes,
+                                     input_shape=(None, None, cfg.channels), **kwargs)
     except TypeError as exc:
         raise KsegError(f"{cfg.arch} rejected --model-arg {cfg.model_kwargs}: {exc}") from None
 

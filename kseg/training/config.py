@@ -19,7 +19,8 @@ PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "poly", "cosine")  # kseg.training.schedules
 VALIDATION = ("val", "80/20")  # --split: validate on val/, or on 20 % of the training patches
 # May differ when a run is continued: they do not change what epochs 1..k were.
-RESUMABLE_CHANGES = ("epochs", "lr", "jit", "distribute", "deterministic", "init_from", "frame_cache_mb")
+RESUMABLE_CHANGES = ("epochs", "lr", "jit", "distribute", "deterministic", "init_from", "frame_cache_mb",
+                     "tensorboard", "workers")
 
 
 def option(default, help, flag=None, kind=None, **extra):
@@ -39,6 +40,9 @@ class FitConfig:
     recipe: str | None = option(None, "Recipe the settings started from (recorded, not an option).")
     data: str | None = option(None, "Dataset folder (default: the embedded synthetic scenes).", "--data", str,
                               metavar="DIR")
+    channels: int = option(3, "Channels of every input image: 3 RGB, 1 grey, 4 RGB + near infrared ... "
+                           "(grey/RGBA PNG, multi-band TIFF); a file with another count is an error.",
+                           "--channels", int)
     epochs: int = option(20, "Epochs to train.", "--epochs", int)
     batch_size: int = option(16, "Patches per batch.", "--batch-size", int)
     lr: float = option(1e-3, "Peak learning rate of Adam (AdamW with --weight-decay).", "--lr", float)
@@ -90,8 +94,16 @@ class FitConfig:
     frame_cache_mb: float = option(64, "MiB of decoded frames kept in memory; the rest are decoded per "
                                    "batch.",
                                    "--frame-cache", float, metavar="MIB")
+    # Threads of Keras' PyDataset pool building batches ahead of the train step; batches
+    # do not depend on it (kseg.training.data.pick_workers: auto, and why).
+    workers: int | str = option("auto", "Threads building batches ahead of training: auto (min(4, "
+                                "CPUs // 2); none below 4 CPUs), 0 for none, or N. Batches are the same "
+                                "for any N.",
+                                "--workers", str, metavar="N")
     model_kwargs: dict = option({}, "Builder argument KEY=VALUE (repeatable).", "--model-arg", "multi",
                                 metavar="KEY=VALUE")
+    tensorboard: bool = option(False, "Write TensorBoard logs (epoch scalars, model graph) to "
+                               "<run>/tensorboard/; a resumed run continues them.", "--tensorboard", "flag")
 
     def validate(self, check_files=True):
         """Coerce text values and check every value that needs no dataset or model; returns self.
@@ -124,9 +136,13 @@ class FitConfig:
         return self
 
     def _check_numbers(self):
-        for key in ("epochs", "batch_size", "patch", "crops_per_image"):
+        for key in ("epochs", "batch_size", "patch", "crops_per_image", "channels"):
             if int(getattr(self, key)) < 1:
                 raise KsegError(f"{_flag(key)} must be >= 1. Received: {getattr(self, key)}")
+        workers = str(self.workers).strip()
+        if workers != "auto" and not workers.isdecimal():  # "-1", "abc", 1.5
+            raise KsegError(f"--workers must be auto or a whole number >= 0. Received: {self.workers}")
+        self.workers = workers if workers == "auto" else int(workers)
         for key in ("frame_cache_mb", "weight_decay", "warmup_epochs"):
             if not getattr(self, key) >= 0:
                 raise KsegError(f"{_flag(key)} must be >= 0. Received: {getattr(self, key)}")

@@ -1,5 +1,6 @@
 """The data a training run sees: its dataset, its train and val PatchDatasets, its class weights."""
 
+import os
 from pathlib import Path
 
 from kseg.errors import KsegError
@@ -29,22 +30,61 @@ def training_datasets(cfg, dataset):
     from kseg.data import patches
 
     train_pairs = dataset.pairs("train")
+    loading = loader_kwargs(pick_workers(cfg.workers)[0])
     common = dict(spec=dataset.spec, batch_size=cfg.batch_size, patch=cfg.patch, grid=cfg.grid,
-                  seed=cfg.seed, crops_per_image=cfg.crops_per_image)
+                  seed=cfg.seed, crops_per_image=cfg.crops_per_image, **loading)
     # One memory budget for decoded frames: training frames first (augmented and read
     # every epoch in random order), validation frames get what is left.
-    train_frames = patches.Frames(train_pairs, dataset.spec, cache_mb=cfg.frame_cache_mb)
+    train_frames = patches.Frames(train_pairs, dataset.spec, cache_mb=cfg.frame_cache_mb,
+                                  channels=cfg.channels)
     train = patches.PatchDataset(train_frames, augment=cfg.augment, photometric=cfg.photometric,
                                  scale=cfg.scale, shuffle=True, **common)
     if cfg.split == "80/20":
         # The study's split: 20 % of the training patches, seeded.
         train, val = patches.split_patches(train, fraction=0.2, seed=cfg.seed)
-        return train, val, train_pairs
+        train.max_queue_size = val.max_queue_size = loading["max_queue_size"]  # not copied by the split
+        return train, _same_every_epoch(val), train_pairs
     if "val" not in dataset.splits:
         raise KsegError(f"{dataset.root} has no val split; use --split 80/20 to validate on training "
                         f"patches.")
     val_pairs = dataset.pairs("val")
     val_budget = max(0.0, cfg.frame_cache_mb - train_frames.nbytes / 2**20)
-    # Validation always sees the grid or plain crops: no jitter, so epochs compare.
-    val = patches.PatchDataset(val_pairs, shuffle=False, cache_mb=val_budget, **common)
-    return train, val, train_pairs + val_pairs
+    # Validation always sees the grid or plain crops: no jitter, and the same crops every
+    # epoch (_same_every_epoch), so epochs compare.
+    val = patches.PatchDataset(val_pairs, shuffle=False, cache_mb=val_budget, channels=cfg.channels, **common)
+    return train, _same_every_epoch(val), train_pairs + val_pairs
+
+
+def pick_workers(requested, cpus=None):
+    """`(workers, reason)`: the threads building batches for `--workers requested`.
+
+    "auto" is min(4, CPUs // 2), and 0 below 4 CPUs: half the cores stay with the
+    framework (a CPU train step uses every core, a GPU needs its feeding thread), Keras
+    starts its pool only from 2 workers (1 builds batches as 0 does), and the threads
+    share one GIL, so more than 4 add memory (queued batches) more than speed. With
+    none, TensorFlow's tf.data still builds the next batch while a step runs; JAX and
+    torch build it in the training thread. `make bench` reports the scaling.
+    """
+    if requested != "auto":
+        return int(requested), "asked for"
+    cpus = cpus or os.cpu_count() or 1
+    workers = min(4, cpus // 2)
+    if workers < 2:
+        return 0, f"auto: {cpus} CPUs, all for the train step"
+    return workers, f"auto: min(4, {cpus} CPUs // 2)"
+
+
+def loader_kwargs(workers):
+    """PyDataset arguments for `workers` threads. Threads, not processes: a forked worker
+    would copy the decoded frames. The queue holds 2 batches per thread (one ready, one
+    being built), enough to keep each busy, and bounds memory for large patches."""
+    return {"workers": int(workers), "use_multiprocessing": False, "max_queue_size": max(2, 2 * int(workers))}
+
+
+def _same_every_epoch(val):
+    """Validation sees the same patches at every epoch: Keras calls a dataset's
+    on_epoch_end after each validation pass (and once before the first), which would
+    move random crops (grid=None) from epoch to epoch, and a resumed run would restart
+    them from its own first validation. The grid does not depend on the epoch anyway."""
+    val.on_epoch_end = lambda: None
+    return val

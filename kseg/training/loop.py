@@ -8,13 +8,22 @@ kseg.runs for the files and kseg.training.callbacks for the per-epoch commit.
 """
 
 import contextlib
+import signal
 from pathlib import Path
 
 from kseg import output
 from kseg.errors import KsegError
 from kseg.runs import RunDir
 from kseg.training import session
-from kseg.training.callbacks import GuardCallback, Interrupted, NonFiniteLoss, RunRecorder, StopSignals
+from kseg.training.callbacks import (
+    GuardCallback,
+    Interrupted,
+    NonFiniteLoss,
+    RunRecorder,
+    RunTensorBoard,
+    StopSignals,
+    require_tensorboard,
+)
 from kseg.training.environment import data_fingerprint, environment
 from kseg.training.progress import RichProgress
 
@@ -36,22 +45,29 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     config, except RESUMABLE_CHANGES. `progress`: live bar (None: by TTY).
     `max_steps` caps the batches of each epoch (benchmarks and quick checks).
     """
-    from kseg.training import hardware
-    from kseg.training.data import class_weights, open_data, training_datasets
+    from kseg.training import distribute, hardware
+    from kseg.training.data import class_weights, open_data, pick_workers, training_datasets
 
     cfg.validate()
     run = RunDir(Path(runs) / (name or cfg.arch))
     with session.lock(run):
         cfg, state, history = session.open_run(run, cfg, resume, set(explicit))
+        # Before TensorFlow's or JAX's first op: multi-worker set-up must come first.
+        topo = distribute.topology(cfg.batch_size, cfg.distribute)  # None without --distribute
         dataset, label = open_data(cfg.data)
         _check_against(cfg, dataset.spec)
         train_data, val_data, pairs = training_datasets(cfg, dataset)
         chosen, choice = hardware.choose(cfg)
+        choice["workers"], choice["workers_reason"] = pick_workers(cfg.workers)  # as training_datasets
         jit = {True: "on", False: "off", None: "auto"}[choice["jit"]]
         output.console.print(f"precision {choice['precision']} ({choice['precision_reason']}), "
-                             f"XLA {jit} ({choice['jit_reason']})", highlight=False)
+                             f"XLA {jit} ({choice['jit_reason']}), {choice['workers']} data workers "
+                             f"({choice['workers_reason']})", highlight=False)
+        if topo:
+            output.console.print(distribute.describe(topo), highlight=False, soft_wrap=True)
+            train_data, val_data = (distribute.worker_batches(d, topo) for d in (train_data, val_data))
         if state is None:
-            state = _start(run, cfg, dataset, label, pairs, choice)
+            state = _start(run, cfg, dataset, label, pairs, choice, topo)
         state.status, state.epochs, state.message = "running", cfg.epochs, None
         state.sessions += 1
         run.write_state(state)
@@ -71,17 +87,20 @@ def _check_against(cfg, spec):
     if cfg.patch % stride:
         raise KsegError(f"--patch {cfg.patch} is not a multiple of {cfg.arch}'s stride {stride}.")
     cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void)])
+    if cfg.tensorboard:  # also when a resumed run has it from config.json
+        require_tensorboard()
 
 
-def _start(run, cfg, dataset, label, pairs, choice):
-    """Write config.json and env.json (with the precision and XLA chosen) of a fresh run;
-    returns its first RunState."""
+def _start(run, cfg, dataset, label, pairs, choice, topo=None):
+    """Write config.json and env.json (with the precision and XLA chosen, and the
+    `--distribute` topology) of a fresh run; returns its first RunState."""
     from kseg import registry
 
     config = {**cfg.to_dict(), "data": label, "data_path": str(dataset.root),
               "spec": dataset.spec.to_dict(), "stride": registry.get_entry(cfg.arch).stride,
               "monitor_mode": cfg.monitor_mode}
-    env = environment(data_fingerprint([p for pair in pairs for p in (pair.image, pair.mask)]), chosen=choice)
+    env = environment(data_fingerprint([p for pair in pairs for p in (pair.image, pair.mask)]), chosen=choice,
+                      distribute=topo)
     return session.start_fresh(run, cfg, config, env)
 
 
@@ -96,9 +115,11 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None):
     from kseg.training.distribute import strategy_scope
     from kseg.training.seeding import seed_everything
 
-    metrics = training_metrics(spec.num_classes, spec.void)
     seed_everything(cfg.seed, cfg.deterministic, cfg.jit)
     with dtype_policy(cfg.precision), strategy_scope(cfg.distribute):
+        # Metrics in the scope too: their variables must be the strategy's (summed over
+        # replicas and workers when read), or each worker logs only its share of the data.
+        metrics = training_metrics(spec.num_classes, spec.void)
         model = checkpoints.create(cfg, spec)
         loss = build_loss(cfg.loss, spec.num_classes, spec.void, class_weights)
         model.compile(optimizer=_optimizer(cfg), loss=loss, metrics=metrics,
@@ -135,17 +156,20 @@ def _optimizer(cfg):
 
 def _callbacks(cfg, run, state, history, train_data, steps, progress):
     """Keras calls callbacks in list order: the schedule updates the rate and its counters
-    before RunRecorder commits them, so a resumed run continues with exactly that state."""
+    before RunRecorder commits them, so a resumed run continues with exactly that state;
+    TensorBoard (--tensorboard) logs an epoch once it is committed."""
     from kseg.training.schedules import RunSchedule
 
     schedule = RunSchedule(cfg, steps, state)
     recorder = RunRecorder(run, state, history, cfg.monitor, cfg.monitor_mode, schedule, train_data)
-    return [GuardCallback(), *schedule.callbacks, recorder, RichProgress(live=progress)]
+    board = [RunTensorBoard(run, recorder)] if cfg.tensorboard else []
+    return [GuardCallback(), *schedule.callbacks, recorder, *board, RichProgress(live=progress)]
 
 
 def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch, max_steps):
     """model.fit under StopSignals; every way out leaves state.json saying how it ended."""
-    guard, recorder, bar = callbacks[0], callbacks[-2], callbacks[-1]
+    guard, bar = callbacks[0], callbacks[-1]
+    recorder = next(c for c in callbacks if isinstance(c, RunRecorder))
     caps = {"steps_per_epoch": max_steps, "validation_steps": max(1, max_steps // 4)} if max_steps else {}
     with StopSignals() as signals:
         guard.signals = signals
@@ -166,8 +190,13 @@ def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch, max_st
             raise KsegError(f"Training stopped: {exc}. In {run.path} {kept}. Lower --lr and continue "
                             f"with --resume --lr LR, or start again with --name.") from None
         except KeyboardInterrupt:
-            run.write_state(recorder.state.stop("interrupted", "KeyboardInterrupt"))
-            raise
+            # A second Ctrl-C (StopSignals lets it raise where it lands), or the first one where
+            # StopSignals could not install its handler (not the main thread).
+            how = "a second SIGINT" if signals.signum else "SIGINT"
+            run.write_state(recorder.state.stop("interrupted", f"stopped at once by {how}"))
+            raise FitInterrupted(f"Stopped at once by {how} after epoch {recorder.state.epoch}/{cfg.epochs}; "
+                                 f"{run.path} is consistent. Run the same command again to continue.",
+                                 signal.SIGINT) from None
         except BaseException as exc:
             run.write_state(recorder.state.stop("failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
             raise

@@ -1,8 +1,12 @@
-"""Training progress: a Rich bar per epoch with live loss and metrics, or plain lines.
+"""Training progress: one line per finished epoch, and a live bar for the running one.
 
 The bar is drawn when kseg's console is a terminal or a Jupyter notebook (Rich renders
-it there as a live widget); in a log file, a pipe or click's CliRunner each epoch
-prints one plain line instead.
+it there as a live widget): it counts the epoch's steps and shows the running loss and
+metrics. A finished epoch's bar is replaced by its plain line, printed above the live
+area, so the live area stays one row high (a table of every epoch's bar would outgrow
+the terminal in a long run, and the full metrics of a finished epoch would squeeze the
+bar and step count out of a shared row). In a log file, a pipe or click's CliRunner
+there is no bar: the plain lines only.
 """
 
 import keras
@@ -44,8 +48,11 @@ class RichProgress(keras.callbacks.Callback):
                 BarColumn(),
                 MofNCompleteColumn(),
                 TimeElapsedColumn(),
-                TextColumn("{task.fields[metrics]}"),
+                # The rest of the row; cut with an ellipsis rather than wrapped or widened.
+                TextColumn("{task.fields[metrics]}", table_column=Column(no_wrap=True, overflow="ellipsis",
+                                                                          ratio=1)),
                 console=self.console,
+                expand=True,
             )
             self.progress.start()
 
@@ -59,16 +66,17 @@ class RichProgress(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         if self.progress:
             text = "  ".join(f"{k} {float(logs[k]):.4f}" for k in SHOWN if k in (logs or {}))
-            self.progress.update(self.task, completed=batch + 1, metrics=text)
+            # Drawn at once after the last step: the full bar shows while validation runs.
+            last = batch + 1 == self.params.get("steps")
+            self.progress.update(self.task, completed=batch + 1, metrics=text, refresh=last)
 
     def on_epoch_end(self, epoch, logs=None):
         # RunRecorder runs first and has committed the epoch; show what it recorded.
         line = epoch_line(epoch + 1, self.params.get("epochs"), logs or {})
         if self.progress:
-            metrics = line.split("  ", 1)[1] if "  " in line else ""
-            self.progress.update(self.task, metrics=metrics)
-        else:
-            self.console.print(line, highlight=False, soft_wrap=True)
+            self.progress.remove_task(self.task)  # the line below takes its place...
+            self.progress.refresh()  # ...at once: Live prints above what it drew last
+        self.console.print(line, highlight=False, soft_wrap=True)  # above the bar while it is live
 
     def on_train_end(self, logs=None):
         self.close()

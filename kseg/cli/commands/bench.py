@@ -21,14 +21,19 @@ from kseg.errors import KsegError
 @click.option("--batch-size", default=16, show_default=True, type=int, help="Batch (the study's: 16).")
 @click.option("--ceiling-shape", hidden=True, help="B,H,W,C of the ceiling convolution (tests).")
 @click.option("--fit-arch", default="unet", show_default=True,
-              help="Network of the `kseg fit` memory run ('' skips it).")
+              help="Network of the real `kseg fit` run: epoch time and memory ('' skips it).")
+@click.option("--peer", "peer_path", type=click.Path(dir_okay=False), default=None,
+              help="bench-peer.json of `make bench-peer`, for the target against segmentation_models "
+                   "(default: ./bench-peer.json where present).")
 def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, batch_size, ceiling_shape,
-          fit_arch):
+          fit_arch, peer_path):
     """Measure ARCHS (default: all) at the study's settings; every process is a fresh one."""
     from kseg import atomic, registry
     from kseg.bench import suite as benchsuite
     from kseg.bench.tables import tables
+    from kseg.bench.targets import load_peer
 
+    peer = load_peer(peer_path)  # a bad file fails here, before any measurement
     archs = list(archs) or registry.list_models()
     # Unknown names fail here, with the known ones. Models registered by a module that is
     # not an entry point (a test's tiny model) are imported again in each worker.
@@ -44,7 +49,7 @@ def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, ba
                            steps=steps, patch=patch, batch_size=batch_size, fit_arch=fit_arch or None,
                            plugins=plugins, ceiling_shape=_shape(ceiling_shape))
     progress = lambda text: output.err_console.print(text, highlight=False)  # noqa: E731
-    results = benchsuite.run_suite(jobs, progress=progress)
+    results = benchsuite.run_suite(jobs, progress=progress, peer=peer)
     for title, columns, rows in tables(results):
         output.print_table(title, columns, rows, digits=2)
     if json_path:

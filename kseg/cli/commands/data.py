@@ -15,13 +15,15 @@ def data():
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False),
               help="Dataset description JSON (default: DIR/kseg.json, CamVid, or inferred).")
+@click.option("--channels", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Channels every image must hold, as `kseg fit --channels`.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
-def check(directory, spec_file, as_json):
+def check(directory, spec_file, channels, as_json):
     """Validate a dataset (default: the embedded synthetic scenes)."""
     from kseg.data.check import check_dataset, summary_tables
     from kseg.data.synth import default_dataset_dir
 
-    summary = check_dataset(directory or default_dataset_dir(), spec_file)
+    summary = check_dataset(directory or default_dataset_dir(), spec_file, channels=channels)
     if as_json:
         output.print_json(summary)
         return

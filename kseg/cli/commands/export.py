@@ -41,5 +41,6 @@ def export(run, fmt, out, which, size, check, tolerance):
     if check:
         model = run_dir.load_model(which)
         h, w = hw or (2 * run_dir.stride, 3 * run_dir.stride)
-        diff = exporter.verify_export(model, path, fmt, shape=(1, h, w, 3), tolerance=tolerance)
+        shape = (1, h, w, model.input_shape[-1])  # the run's --channels
+        diff = exporter.verify_export(model, path, fmt, shape=shape, tolerance=tolerance)
         output.console.print(f"Checked: largest logit difference {diff:.2e}.", highlight=False)

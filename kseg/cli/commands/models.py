@@ -1,6 +1,7 @@
 """`kseg models`: what is registered, where it came from, and how big it is."""
 
 import click
+from rich.markup import escape
 
 from kseg import output, registry
 
@@ -19,4 +20,7 @@ def models(pattern, as_json, no_params):
     rows = [(i["name"], i["source"], i.get("params"), i["stride"], i["description"]) for i in infos]
     output.print_table("Models", ["name", "source", "parameters", "stride", "description"], rows)
     for name, reason in errors.items():
-        output.err_console.print(f"[yellow]plugin {name!r} failed to load:[/] {reason}")
+        # escape: the reason is the plugin's text, where "[/...]" would be read as Rich markup;
+        # soft_wrap: one line per plugin in a pipe or a log too, not folded at 80 columns.
+        output.err_console.print(f"[yellow]plugin {escape(repr(name))} failed to load:[/] {escape(reason)}",
+                                 soft_wrap=True)

@@ -1,0 +1,166 @@
+"""The keras-hub plugin (examples/kseg-hub), installed for real: listed, trained, saved, loaded.
+
+The plugin goes into a private folder (pip --target, as test_plugin.py does), so its 13
+networks never join `kseg fit --all` or `kseg bench` of the other tests. keras-hub itself
+must be installed (`make test` does, through `make hub`); without it every test here is skipped.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("keras_hub") is None,
+    reason="keras-hub is not installed (make hub, or pip install keras-hub)",
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ROOT / "examples" / "kseg-hub"
+MODELS = ["hub_deeplabv3_resnet18", "hub_deeplabv3_resnet50", "hub_deeplabv3plus_resnet18",
+          "hub_deeplabv3plus_resnet50", *[f"hub_segformer_b{i}" for i in range(6)],
+          "hub_unet_resnet18", "hub_unet_resnet34", "hub_unet_resnet50"]
+K = 11  # classes of the synthetic scenes (CamVid's, void not counted)
+
+
+@pytest.fixture(scope="module")
+def hub_env(tmp_path_factory):
+    """pip-install the plugin into a private folder; the env that puts it on the path."""
+    target = tmp_path_factory.mktemp("site")
+    cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
+           "--target", str(target), str(PLUGIN)]
+    subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path_factory.mktemp("build"), timeout=300)
+    assert list(target.glob("kseg_hub-*.dist-info/entry_points.txt")), "pip installed no entry points"
+    return dict(os.environ, PYTHONPATH=str(target), KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    from kseg.data.synth import write_synthetic
+
+    root = tmp_path_factory.mktemp("data")
+    write_synthetic(root, n_train=1, n_val=1, n_test=0, size=(64, 64), seed=0)
+    return root
+
+
+def kseg_cli(env, *args, cwd):
+    return subprocess.run([sys.executable, "-m", "kseg", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_kseg_models_lists_the_keras_hub_networks(hub_env, tmp_path):
+    done = kseg_cli(hub_env, "models", "hub_*", "--json", "--no-params", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    infos = json.loads(done.stdout)["models"]
+    assert [i["name"] for i in infos] == MODELS
+    assert {i["source"] for i in infos} == {"kseg-hub"} and {i["stride"] for i in infos} == {32}
+    segformer = next(i for i in infos if i["name"] == "hub_segformer_b0")
+    assert segformer["description"].startswith("SegFormer-B0 (keras-hub)")
+
+
+# The smallest configuration of each family, and its extra fit arguments.
+FITS = {
+    "hub_segformer_b0": ["--model-arg", "image_size=64"],  # SegFormer is built for one size: the patch
+    "hub_deeplabv3_resnet18": [],
+    "hub_unet_resnet18": [],
+}
+
+
+@pytest.fixture(scope="module")
+def fitted(hub_env, data, tmp_path_factory):
+    """One epoch of one step (one 64 px patch) per network, through `kseg fit`, the three
+    processes side by side (most of each is single-threaded start-up and tracing)."""
+    runs = tmp_path_factory.mktemp("runs")
+    procs = {}
+    for arch, args in FITS.items():  # logs go to files: three pipes could fill while one is waited on
+        with open(runs / f"{arch}.log", "w") as log:
+            procs[arch] = subprocess.Popen(
+                [sys.executable, "-m", "kseg", "fit", arch, *args, "--data", str(data), "--epochs", "1",
+                 "--batch-size", "1", "--patch", "64", "--grid", "1x1", "--precision", "float32",
+                 "--runs", str(runs)],
+                env=hub_env, cwd=runs, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        codes = {arch: proc.wait(timeout=900) for arch, proc in procs.items()}
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+    return runs, {arch: (codes[arch], (runs / f"{arch}.log").read_text()) for arch in FITS}
+
+
+@pytest.mark.parametrize("arch", list(FITS))
+def test_kseg_fit_trains_one_step(fitted, arch):
+    runs, results = fitted
+    returncode, log = results[arch]
+    assert returncode == 0, log
+    run = runs / arch
+    assert json.loads((run / "config.json").read_text())["arch"] == arch
+    assert len((run / "history.csv").read_text().strip().splitlines()) == 2  # header + one epoch
+    assert (run / "best.keras").stat().st_size > 0
+
+
+def test_runs_load_without_the_plugin(fitted, hub_env):
+    """keras-hub's classes are registered serialisable and Keras imports keras_hub itself:
+    each checkpoint loads, and predicts float32 logits at the input size, in a process
+    without kseg_hub on its path."""
+    runs, results = fitted
+    if any(code for code, _ in results.values()):
+        pytest.skip("a fit failed (see test_kseg_fit_trains_one_step)")
+    code = (
+        "import sys, numpy as np, keras\n"
+        f"for arch in {list(FITS)!r}:\n"
+        f"    m = keras.saving.load_model({str(runs)!r} + '/' + arch + '/best.keras', compile=False)\n"
+        "    y = m.predict_on_batch(np.zeros((2, 64, 64, 3), 'float32'))\n"
+        "    print(arch, y.shape, y.dtype)\n"
+        "print('kseg_hub' in sys.modules)\n"
+    )
+    env = {k: v for k, v in hub_env.items() if k != "PYTHONPATH"}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.strip().splitlines()
+    assert lines[-4:] == [f"{arch} (2, 64, 64, {K}) float32" for arch in FITS] + ["False"]
+
+
+def test_a_local_preset_gives_its_weights_and_a_hub_name_is_refused(hub_env, run_python, tmp_path):
+    """Presets saved with keras-hub's own save_to_preset are read from disk: a MiT preset
+    (built at 64 px) seeds a SegFormer built at 96, a ResNet preset with its image
+    converter seeds the U-Net's encoder and its input scaling; hub names never download."""
+    mit_dir, resnet_dir = str(tmp_path / "mit"), str(tmp_path / "resnet")
+    out = run_python(f"""
+        import numpy as np, keras_hub, kseg
+        from kseg.errors import KsegError
+        from kseg_hub.build import MIT_COMMON, RESNET_COMMON
+
+        def same(a, b):
+            return all(np.array_equal(x, y) for x, y in zip(a.get_weights(), b.get_weights(), strict=True))
+
+        mit = keras_hub.models.MiTBackbone(image_shape=(64, 64, 3), hidden_dims=[32, 64, 160, 256],
+                                           layerwise_depths=[2, 2, 2, 2], **MIT_COMMON)
+        mit.save_to_preset({mit_dir!r})
+        m = kseg.create_model("hub_segformer_b0", num_classes=3, preset={mit_dir!r}, image_size=96)
+        print("segformer", m.output_shape, same(m.layers[2].layers[1].image_encoder, mit))
+        resnet = keras_hub.models.ResNetBackbone(stackwise_num_blocks=[2, 2, 2, 2], block_type="basic_block",
+                                                 **RESNET_COMMON)
+        resnet.save_to_preset({resnet_dir!r})
+        keras_hub.layers.ImageConverter(scale=0.5, offset=-1.0).save_to_preset({resnet_dir!r})
+        u = kseg.create_model("hub_unet_resnet18", num_classes=3, preset={resnet_dir!r})
+        scaling = u.get_layer("preprocess").get_config()
+        print("unet", same(u.get_layer("encoder"), resnet), scaling["scale"], scaling["offset"])
+        for name, preset in [("hub_segformer_b0", "mit_b0_ade20k_512"),
+                             ("hub_unet_resnet50", {resnet_dir!r})]:
+            try:
+                kseg.create_model(name, preset=preset)
+            except KsegError as exc:
+                print("refused", exc)
+        """, env={"PYTHONPATH": hub_env["PYTHONPATH"]})
+    lines = out.strip().splitlines()
+    assert lines[-4] == "segformer (None, 96, 96, 3) True"
+    assert lines[-3] == "unet True 0.5 -1.0"
+    assert lines[-2].startswith("refused hub_segformer_b0: preset 'mit_b0_ade20k_512' is not a local")
+    assert "kseg never downloads" in lines[-2]
+    assert lines[-1].startswith("refused hub_unet_resnet50: the preset's ResNetBackbone has "
+                                "stackwise_num_blocks=[2, 2, 2, 2], hub_unet_resnet50 needs [3, 4, 6, 3]")

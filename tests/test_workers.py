@@ -1,0 +1,156 @@
+"""`kseg fit --workers N`: Keras' PyDataset pool builds the batches, and they are the same for any N."""
+
+import hashlib
+import json
+import multiprocessing.dummy
+import threading
+
+import keras
+import kseg_tiny
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from kseg.cli import main
+from kseg.data.patches import PatchDataset
+from kseg.training.config import FitConfig
+from kseg.training.data import loader_kwargs, pick_workers, training_datasets
+
+TINY = kseg_tiny.NAME
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    from kseg.data import synth
+
+    root = tmp_path_factory.mktemp("data")
+    synth.write_synthetic(root, n_train=3, n_val=1, n_test=1, size=(64, 64))
+    return root
+
+
+@pytest.fixture
+def builder_threads(monkeypatch):
+    """The threads that ran PatchDataset.__getitem__ (filled while the test runs)."""
+    seen = []
+    original = PatchDataset.__getitem__
+
+    def getitem(self, index):
+        seen.append(threading.current_thread())
+        return original(self, index)
+
+    monkeypatch.setattr(PatchDataset, "__getitem__", getitem)
+    return seen
+
+
+def _pool_threads(threads):
+    # Keras' OrderedEnqueuer runs __getitem__ in a multiprocessing.dummy (thread) Pool.
+    return [t for t in threads if isinstance(t, multiprocessing.dummy.DummyProcess)]
+
+
+class Recorder(keras.Model):
+    """Trains nothing; keeps a digest of every batch its train and test steps receive."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1)
+        self.seen = []
+
+    def call(self, x):
+        return self.dense(x)
+
+    def _record(self, kind, data):
+        x, y = (np.asarray(t) for t in data[:2])
+        self.seen.append((kind, hashlib.sha256(x.tobytes() + y.tobytes()).hexdigest()))
+        return {"n": keras.ops.zeros(())}
+
+    def train_step(self, data):
+        return self._record("train", data)
+
+    def test_step(self, data):
+        return self._record("val", data)
+
+
+class SetEpoch(keras.callbacks.Callback):
+    """What RunRecorder.on_epoch_begin does for the training data."""
+
+    def __init__(self, data):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.set_epoch(epoch)
+
+
+def _seen(data_dir, workers, initial_epoch=0):
+    """Digests of the batches `model.fit` hands to the steps over epochs initial_epoch+1..2,
+    with `kseg fit`'s datasets for random scaled crops, augmentation and photometric jitter."""
+    from kseg.data.readers import open_dataset
+
+    cfg = FitConfig(arch=TINY, patch=32, grid=None, crops_per_image=4, scale="0.5:2", augment=True,
+                    photometric=True, batch_size=2, seed=5, workers=workers).validate()
+    train, val, _ = training_datasets(cfg, open_dataset(data_dir))
+    assert (train.workers, val.workers) == (workers, workers)
+    model = Recorder()
+    model.compile(run_eagerly=True)  # the steps see concrete batches; the data path is fit's own
+    # shuffle=False and the epoch set at each epoch's start, as kseg.training.loop runs fit.
+    model.fit(train, validation_data=val, epochs=2, initial_epoch=initial_epoch, shuffle=False, verbose=0,
+              callbacks=[SetEpoch(train)])
+    return model.seen
+
+
+def test_batches_are_the_same_with_0_1_and_2_workers(data_dir, builder_threads):
+    runs = {}
+    for workers in (0, 1, 2):
+        builder_threads.clear()
+        runs[workers] = _seen(data_dir, workers)
+        pooled = _pool_threads(builder_threads)
+        # Keras starts its pool from 2 workers; 0 and 1 build batches one at a time.
+        assert bool(pooled) == (workers == 2), (workers, {t.name for t in builder_threads})
+    assert runs[0] == runs[1] == runs[2]
+    seen = runs[0]
+    # 3 frames x 4 crops in batches of 2: 6 train batches, then 1 x 4 crops: 2 val batches.
+    assert [k for k, _ in seen] == (["train"] * 6 + ["val"] * 2) * 2
+    train1, val1, train2, val2 = seen[0:6], seen[6:8], seen[8:14], seen[14:16]
+    assert not set(train1) & set(train2)  # epoch 2 draws other crops: epochs are not mixed up
+    assert val1 == val2  # validation: the same crops every epoch
+
+
+def test_resumed_epoch_gets_the_uninterrupted_batches_with_workers(data_dir):
+    whole = _seen(data_dir, 2)
+    resumed = _seen(data_dir, 2, initial_epoch=1)  # fresh datasets, as after a restart
+    assert resumed == whole[8:]
+
+
+def test_pick_workers():
+    # auto: min(4, CPUs // 2), none where that is below Keras' pool minimum of 2.
+    assert [pick_workers("auto", cpus)[0] for cpus in (1, 2, 3, 4, 6, 8, 64)] == [0, 0, 0, 2, 3, 4, 4]
+    assert pick_workers(3, cpus=64) == (3, "asked for")
+    assert pick_workers("auto", cpus=16)[1] == "auto: min(4, 16 CPUs // 2)"
+    assert loader_kwargs(3) == {"workers": 3, "use_multiprocessing": False, "max_queue_size": 6}
+    assert loader_kwargs(0)["max_queue_size"] == 2
+
+
+def _fit(data_dir, runs, *args):
+    argv = ["fit", TINY, "--data", str(data_dir), "--runs", str(runs), "--patch", "32", "--grid", "2x2",
+            "--batch-size", "2", "--epochs", "1", *args]
+    return CliRunner().invoke(main, argv, catch_exceptions=False)
+
+
+def test_fit_workers_builds_batches_in_a_pool_and_records_it(data_dir, tmp_path, builder_threads):
+    result = _fit(data_dir, tmp_path, "--workers", "2")
+    assert result.exit_code == 0, result.output
+    assert "2 data workers (asked for)" in result.output
+    assert _pool_threads(builder_threads)
+    run = tmp_path / TINY
+    assert json.loads((run / "config.json").read_text())["workers"] == 2
+    chosen = json.loads((run / "env.json").read_text())["chosen"]
+    assert (chosen["workers"], chosen["workers_reason"]) == (2, "asked for")
+
+
+@pytest.mark.parametrize("value", ["-1", "abc", "1.5"])
+def test_bad_workers_is_a_one_line_error(data_dir, tmp_path, value):
+    result = _fit(data_dir, tmp_path, f"--workers={value}")
+    assert result.exit_code == 1
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "--workers" in lines[0] and value in lines[0], result.output
+    assert not (tmp_path / TINY).exists()
