@@ -21,15 +21,6 @@ SMALL = dict(patch=32, grid=(2, 2), batch_size=2, epochs=1)
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from kseg.data import synth
-
-    root = tmp_path_factory.mktemp("data")
-    synth.write_synthetic(root, n_train=2, n_val=1, n_test=1, size=(64, 64))
-    return root
-
-
-@pytest.fixture(scope="module")
 def api_run(data_dir, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
     return kseg.fit(TINY, data=data_dir, runs=runs, progress=False, **SMALL), runs

@@ -17,15 +17,6 @@ from kseg.runs import HISTORY_COLUMNS, RunDir, find_runs
 TINY = kseg_tiny.NAME
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from kseg.data import synth
-
-    root = tmp_path_factory.mktemp("data")
-    synth.write_synthetic(root, n_train=2, n_val=1, n_test=1, size=(64, 64))
-    return root
-
-
 def fit(data_dir, runs, *args, arch=TINY):
     """Run `kseg fit` in-process with the tiny settings; returns click's Result."""
     argv = [

@@ -39,15 +39,6 @@ ARGMAX = ("accuracy", "miou", "val_accuracy", "val_miou")
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from kseg.data import synth
-
-    root = tmp_path_factory.mktemp("data")
-    synth.write_synthetic(root, n_train=2, n_val=1, n_test=1, size=(64, 64))
-    return root
-
-
 def free_ports(n):
     """`n` localhost ports nobody listens on now; skips the test where none can be bound."""
     sockets = []

@@ -57,15 +57,6 @@ def bomb_png():
 
 
 @pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from kseg.data.synth import write_synthetic
-
-    root = tmp_path_factory.mktemp("data")
-    write_synthetic(root, n_train=2, n_val=1, n_test=1, size=(64, 64))
-    return root
-
-
-@pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
     """A run of one epoch, shared by the tests that only read it."""
     runs = tmp_path_factory.mktemp("runs")

@@ -30,15 +30,6 @@ SETTINGS = ["--patch", "32", "--grid", "2x2", "--batch-size", "1", "--lr", "0.05
             "--plateau-patience", "1", "--plateau-factor", "0.5"]  # fmt: skip
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from kseg.data import synth
-
-    root = tmp_path_factory.mktemp("data")
-    synth.write_synthetic(root, n_train=2, n_val=1, n_test=1, size=(64, 64))
-    return root
-
-
 # A step schedule instead of the plateau: the rate depends on the global step alone.
 COSINE = ["--patch", "32", "--grid", "2x2", "--batch-size", "1", "--lr", "0.05", "--schedule", "cosine",
           "--warmup", "1.5"]  # fmt: skip
