@@ -6,7 +6,7 @@ KSEG   := $(VENV)/bin/kseg
 STAMP  := $(VENV)/.kseg-installed
 DEMO   ?= demo-runs
 
-.PHONY: install torch hub test demo bench bench-peer lint clean
+.PHONY: install torch hub test coverage demo bench bench-peer lint clean
 
 install: $(STAMP)
 
@@ -50,11 +50,15 @@ $(HUB_STAMP): $(STAMP) examples/kseg-hub/pyproject.toml
 	$(PY) -m pip install -q -c $(VENV)/kseg-hub-pins.txt 'keras-hub>=0.32' && touch $@ \
 		|| echo "make hub: pip cannot install keras-hub beside this keras/tensorflow; tests/test_kseg_hub.py will skip"
 
-# Ends with kseg's line coverage (subprocesses included, see [coverage:run] in setup.cfg);
+# Ends with kseg's line coverage of the test process (`make coverage` counts the kseg
+# processes the tests start as well);
 # `make test COV=` runs the suite without measuring it.
 COV ?= --cov=kseg --cov-report=term
 test: install torch hub
 	$(PY) -m pytest -q $(COV)
+
+coverage: install torch hub
+	$(PY) -m pytest -q --cov=kseg --cov-report=term --cov-config=tests/coverage-subprocess.ini
 
 # Train both networks briefly on the embedded synthetic scenes, then print Table I and II.
 demo: install
