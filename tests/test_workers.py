@@ -88,7 +88,7 @@ def _seen(data_dir, workers, initial_epoch=0):
 
     cfg = FitConfig(arch=TINY, patch=32, grid=None, crops_per_image=4, scale="0.5:2", augment=True,
                     photometric=True, batch_size=2, seed=5, workers=workers).validate()
-    train, val, _ = training_datasets(cfg, open_dataset(data_dir))
+    train, val, _ = training_datasets(cfg, open_dataset(data_dir), pick_workers(cfg.workers)[0])
     assert (train.workers, val.workers) == (workers, workers)
     model = Recorder()
     model.compile(run_eagerly=True)  # the steps see concrete batches; the data path is fit's own

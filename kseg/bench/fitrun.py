@@ -38,7 +38,8 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
     peak = peak_rss_mb()
     epoch_s = float(run.history()[-1]["seconds"])
     dataset, _ = open_data(cfg.data)
-    train, val, _ = training_datasets(cfg, dataset)
+    workers = pick_workers(cfg.workers)[0]
+    train, val, _ = training_datasets(cfg, dataset, workers)
     train_steps = min(len(train), steps or len(train))
     val_steps = min(len(val), max(1, steps // 4)) if steps else len(val)  # as kseg.training.loop._run
     model = build_model(hardware.choose(cfg)[0], dataset.spec)
@@ -48,7 +49,7 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
     bare = train_steps * train_s + val_steps * test_s
     study_epoch = epoch_s / bare * (len(train) * train_s + len(val) * test_s)
     return {"arch": arch, "dataset": Path(data).name if data else "synthetic", "steps": train_steps,
-            "val_steps": val_steps, "batch_size": cfg.batch_size, "workers": pick_workers(cfg.workers)[0],
+            "val_steps": val_steps, "batch_size": cfg.batch_size, "workers": workers,
             "seconds": wall, "peak_rss_mb": peak, "epoch_seconds": epoch_s,
             "train_step_seconds": train_s, "test_step_seconds": test_s,
             "bare_train_patches_per_s": cfg.batch_size / train_s, "bare_seconds": bare,

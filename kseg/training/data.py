@@ -25,12 +25,13 @@ def class_weights(cfg, dataset):
     return [float(w) for w in median_frequency_weights(dataset.pairs("train"), dataset.spec)]
 
 
-def training_datasets(cfg, dataset):
-    """`(train, val, pairs used)`: PatchDatasets per cfg.split; pairs feed the fingerprint."""
+def training_datasets(cfg, dataset, workers):
+    """`(train, val, pairs used)`: PatchDatasets per cfg.split, batches built by `workers`
+    threads (`pick_workers`); the pairs feed the fingerprint."""
     from kseg.data import patches
 
     train_pairs = dataset.pairs("train")
-    loading = loader_kwargs(pick_workers(cfg.workers)[0])
+    loading = loader_kwargs(workers)
     common = dict(spec=dataset.spec, batch_size=cfg.batch_size, patch=cfg.patch, grid=cfg.grid,
                   seed=cfg.seed, crops_per_image=cfg.crops_per_image, **loading)
     # One memory budget for decoded frames: training frames first (augmented and read

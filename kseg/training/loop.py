@@ -56,9 +56,10 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         topo = distribute.topology(cfg.batch_size, cfg.distribute)  # None without --distribute
         dataset, label = open_data(cfg.data)
         _check_against(cfg, dataset.spec)
-        train_data, val_data, pairs = training_datasets(cfg, dataset)
+        workers, workers_reason = pick_workers(cfg.workers)
+        train_data, val_data, pairs = training_datasets(cfg, dataset, workers)
         chosen, choice = hardware.choose(cfg)
-        choice["workers"], choice["workers_reason"] = pick_workers(cfg.workers)  # as training_datasets
+        choice["workers"], choice["workers_reason"] = workers, workers_reason
         jit = {True: "on", False: "off", None: "auto"}[choice["jit"]]
         output.console.print(f"precision {choice['precision']} ({choice['precision_reason']}), "
                              f"XLA {jit} ({choice['jit_reason']}), {choice['workers']} data workers "
