@@ -49,6 +49,8 @@ def epochs_of(files, tag):
 
 
 def test_tensorboard_logs_epochs_and_a_resumed_run_continues_them(data_dir, tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed: pip install 'kseg[tensorboard]' "
+                        "(make test installs it through the dev extra)")
     run = fit(data_dir, tmp_path, "--epochs", "2", "--tensorboard")
     train, val = run.path / "tensorboard" / "train", run.path / "tensorboard" / "validation"
     first = scalars(train)
