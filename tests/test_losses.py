@@ -172,6 +172,58 @@ def test_matches_numpy_reference(name, ignore):
             assert got == pytest.approx(np_loss(name, logits, y, K, ignore, weights), rel=1e-5, abs=1e-6)
 
 
+def _binned_lovasz(logits, y, bins):
+    from kseg.losses.lovasz import lovasz_softmax
+    from kseg.losses.terms import prepare
+
+    return float(lovasz_softmax(prepare(y, logits, logits.shape[-1], None), bins=bins))
+
+
+def test_lovasz_bins_stay_within_their_bound_of_the_sorted_loss():
+    # K = 2, 16 pixels whose errors all lie inside one bin, labels alternating along the
+    # errors. The binned loss then differs from the sorted one, by no more than the 1/BINS
+    # the docstring promises; with bins 64x finer every pixel has a bin of its own and it
+    # is exact.
+    from kseg.losses.lovasz import BINS
+
+    b = 1000  # bin 1000 holds errors in (1 - 1001/BINS, 1 - 1000/BINS]
+    errors = 1 - (b + 1) / BINS + (0.1 + 0.8 * np.arange(16) / 15) / BINS
+    y = np.tile([0, 1], 8)
+    p1 = np.where(y == 0, errors, 1 - errors)  # class-0 error is p1 on label 0, p0 on label 1
+    logits = np.stack([np.zeros(16), np.log(p1 / (1 - p1))], -1).reshape(1, 1, 16, 2).astype(np.float32)
+    labels = y.reshape(1, 1, 16).astype(np.uint8)
+    exact = np_region_loss("lovasz", logits, labels, 2, None)
+    binned = _binned_lovasz(logits, labels, BINS)
+    assert 1e-6 < abs(binned - exact) <= 1 / BINS
+    assert _binned_lovasz(logits, labels, 64 * BINS) == pytest.approx(exact, abs=1e-6)
+
+
+def test_lovasz_gradient_is_the_block_mean_of_the_sorted_gradient():
+    # K = 3; three pixels whose class-0 errors share one bin: fg (label 0), bg (label 2),
+    # fg, in decreasing order of error. Sorted, class 0 (2 fg pixels) has jaccard 1/2,
+    # 2/3, 1, so g = (1/2, 1/6, 1/3); binned, each pixel gets the block mean 1/3. The loss
+    # averages classes 0 and 2 (class 1 is absent), and the class-0 error is 1 - p0 on fg
+    # pixels and p0 on bg, so d loss / d p0 = (-1/6, +1/6, -1/6).
+    import tensorflow as tf
+
+    from kseg.losses.lovasz import BINS, lovasz_softmax
+    from kseg.losses.terms import Batch
+
+    b = 1000
+    errors = (BINS - b - 1 + np.array([0.7, 0.5, 0.3])) / BINS
+    labels = np.array([0, 2, 0])
+    onehot = np.eye(3, dtype=np.float32)[labels]
+    p0 = np.where(labels == 0, 1 - errors, errors)
+    probs = tf.Variable(np.stack([p0, np.full(3, 0.2), 1 - p0 - 0.2], -1), dtype=tf.float32)
+    ones = tf.ones(3)
+    with tf.GradientTape() as tape:
+        batch = Batch(labels=tf.constant(labels), log_probs=None, probs=probs, onehot=tf.constant(onehot),
+                      valid=ones, scale=ones, mask=ones)
+        loss = lovasz_softmax(batch)
+    grad = tape.gradient(loss, probs).numpy()
+    assert grad[:, 0] == pytest.approx([-1 / 6, 1 / 6, -1 / 6], abs=1e-6)
+
+
 @pytest.mark.parametrize("name", LOSS_NAMES)
 def test_sample_weights_match_numpy(name):
     # ce/focal: weights scale pixels (not in the normaliser); region terms: weight > 0 masks.
