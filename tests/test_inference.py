@@ -119,3 +119,22 @@ def test_labels_band_by_band_and_large_image_refused(local_model, tmp_path):
     with pytest.raises(KsegError, match=r"big.png: 90x130 is 0 Mpixel, more than kseg decodes") as err:
         read_input_image(path, max_pixels=1000)
     assert "\n" not in str(err.value)
+
+
+def test_a_fixed_size_network_gets_windows_of_its_size_or_a_clear_error():
+    # A network built for 32x32 inputs only (as keras-hub's SegFormer): whole frames,
+    # other windows and TTA scales would feed it other sizes, which Keras rejects deep in
+    # the graph; kseg names the size and the option that fits instead.
+    import keras
+
+    inputs = keras.Input((32, 32, 3))
+    model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same")(inputs))
+    frame = image(40, 48)
+    with pytest.raises(KsegError, match=r"takes 32x32 inputs only.*feed it 64x64 for a 40x48 frame: use --window 32\."):
+        frame_logits(model, frame, 32)
+    with pytest.raises(KsegError, match="feed it 64x64"):
+        frame_logits(model, frame, 32, InferenceMode(window=64))
+    with pytest.raises(KsegError, match="no TTA scales"):
+        frame_logits(model, frame, 32, InferenceMode(window=32, scales=(1.0, 1.5)))
+    logits = frame_logits(model, frame, 32, InferenceMode(window=32, flip=True))
+    assert logits.shape == (40, 48, 4) and np.isfinite(logits).all()

@@ -22,6 +22,7 @@ import weakref
 import numpy as np
 
 from kseg.data.io import grid_cells, resize_bilinear
+from kseg.errors import KsegError
 
 
 def pad_to_stride(image, stride, mode="reflect"):
@@ -43,6 +44,41 @@ def input_channels(model):
     shape = model.input_shape
     shape = shape[0] if isinstance(shape, list) else shape
     return int(shape[-1]) if shape[-1] is not None else 3
+
+
+def fixed_input_size(model):
+    """(H, W) of a network built for one input size (keras-hub's SegFormer), else None."""
+    shape = model.input_shape
+    shape = shape[0] if isinstance(shape, list) else shape
+    return None if None in shape[1:3] else (int(shape[1]), int(shape[2]))
+
+
+def check_input_size(model, frame_hw, stride, mode):
+    """KsegError unless `mode` feeds a fixed-size network (`fixed_input_size`) its size.
+
+    Whole frames feed it the frame padded to the stride, windows their tiles (smaller
+    for a frame side shorter than the window), the patch grid its patch, and TTA
+    scales resized copies, so only tiles or patches of its size fit.
+    """
+    from kseg.inference.window import tile_side
+
+    fixed = fixed_input_size(model)
+    if fixed is None:
+        return
+    h, w = frame_hw
+    if mode.patches is not None:
+        fed = (mode.patches[1],) * 2
+    elif mode.window is not None:
+        fed = (tile_side(mode.window, stride, h), tile_side(mode.window, stride, w))
+    else:
+        fed = (-(-h // stride) * stride, -(-w // stride) * stride)
+    if fed == fixed and mode.scales == (1.0,):
+        return
+    fix = f"--window {fixed[0]}" if fixed[0] == fixed[1] else "tiles of that size"
+    if mode.scales != (1.0,):
+        fix += " and no TTA scales (they resize the input)"
+    raise KsegError(f"This network takes {fixed[0]}x{fixed[1]} inputs only (it was built for one size), but "
+                    f"{mode.describe()} feed it {fed[0]}x{fed[1]} for a {h}x{w} frame: use {fix}.")
 
 
 def _predict(model, x):
@@ -155,6 +191,7 @@ def iter_logit_bands(model, image, stride, mode=None):
     from kseg.inference.window import iter_window_bands
 
     mode = as_mode(mode)
+    check_input_size(model, image.shape[:2], stride, mode)
     if mode.patches is not None:
         grid, patch = mode.patches
         yield 0, next(iter_patch_grid_logits(model, [image], grid=grid, patch=patch))
