@@ -9,7 +9,8 @@ Photometric jitter (`photometric`, augment.py) then acts on the whole batch at o
 
 Masks stay uint8 class indices end to end (never one-hot); void keeps its value.
 Frames are decoded into uint8 arrays up to a memory budget (`cache_mb`; CamVid train
-decoded whole is 367 * 360 * 480 * 4 B = 254 MB) and per batch beyond it. Every batch
+decoded whole is 367 * 360 * 480 * 4 B = 254 MB); beyond it, once into a temporary
+file that is read back per batch (kseg.data.spill). Every batch
 is a pure function of (seed, epoch, index): its crops and warps draw from
 np.random.default_rng(SeedSequence([seed, epoch, index])) and the shuffle order from
 SeedSequence([seed, epoch]), so any number of workers gives the same batches.
@@ -25,6 +26,7 @@ from kseg.data import io
 from kseg.data.augment import AugmentConfig, PhotometricConfig, augment_pair, jitter_colors
 from kseg.data.crops import random_crop, scaled_crop  # noqa: F401 (random_crop re-exported)
 from kseg.data.io import grid_cells, resize_bilinear, resize_nearest  # noqa: F401 (re-exported)
+from kseg.data.spill import SpillFile
 from kseg.errors import DataError
 
 
@@ -35,12 +37,14 @@ class Frames:
     header is checked up front, so a file with another count fails before training.
 
     The first frames (in pair order) whose decoded size fits `cache_mb` MiB are decoded
-    once, up front; the others are decoded on every access (CamVid: 12 ms a frame;
-    `take` decodes a batch's frames in two threads). None keeps every frame. Which frames stay is fixed, so
-    memory is bounded and no frame is decoded twice for the cache's sake.
+    once, up front, and kept in memory; None keeps every frame. Which frames stay is
+    fixed, so memory is bounded. With `spill` (the default), the others are decoded on
+    first access into an unlinked temporary file (kseg.data.spill: read back from the
+    page cache, outside the process's memory) and decoded per access only beyond what
+    that file may hold; `take` decodes a batch's frames in two threads.
     """
 
-    def __init__(self, pairs, spec, cache_mb=None, threads=4, channels=3):
+    def __init__(self, pairs, spec, cache_mb=None, threads=4, channels=3, spill=True):
         self.pairs, self.spec, self.channels = list(pairs), spec, int(channels)
         if not self.pairs:
             raise DataError("no image/mask pairs to make patches from (empty split)")
@@ -53,6 +57,7 @@ class Frames:
         # Pillow releases the GIL while inflating PNGs, so threads help here.
         with ThreadPoolExecutor(threads) as pool:
             self._cache = list(pool.map(self._load, range(kept)))
+        self._spill = SpillFile.for_frames(self.shapes[kept:], self.channels) if spill else None
 
     @classmethod
     def from_arrays(cls, images, masks, spec):
@@ -63,6 +68,7 @@ class Frames:
         frames._cache = [(np.asarray(i, np.uint8), np.asarray(m, np.uint8))
                          for i, m in zip(images, masks, strict=True)]
         frames.shapes = [m.shape for _, m in frames._cache]
+        frames._spill = None
         return frames
 
     def __len__(self):
@@ -77,16 +83,24 @@ class Frames:
         return image, mask
 
     def __getitem__(self, i):
-        return self._cache[i] if i < len(self._cache) else self._load(i)
+        if i < len(self._cache):
+            return self._cache[i]
+        k = i - len(self._cache)  # its place in the spill file
+        frame = self._spill.read(k) if self._spill else None
+        if frame is None:
+            frame = self._load(i)
+            if self._spill:
+                self._spill.write(k, *frame)
+        return frame
 
     def take(self, ids, threads=2):
-        """{i: (image, mask)} for frame indices `ids`, decoding the uncached ones in threads."""
+        """{i: (image, mask)} for frame indices `ids`, the ones not in memory in threads."""
         ids = sorted(set(ids))
         todo = [i for i in ids if i >= len(self._cache)]
         if len(todo) < 2:
             return {i: self[i] for i in ids}
         with ThreadPoolExecutor(threads) as pool:
-            decoded = dict(zip(todo, pool.map(self._load, todo), strict=True))
+            decoded = dict(zip(todo, pool.map(self.__getitem__, todo), strict=True))
         return {i: decoded[i] if i in decoded else self._cache[i] for i in ids}
 
     @property
@@ -95,8 +109,13 @@ class Frames:
         return len(self._cache)
 
     @property
+    def num_spilled(self):
+        """How many of the other frames the spill file takes (kseg.data.spill), decoded once."""
+        return len(self._spill) if self._spill else 0
+
+    @property
     def nbytes(self):
-        """Bytes of the frames kept decoded."""
+        """Bytes of the frames kept decoded in memory."""
         return sum(a.nbytes + b.nbytes for a, b in self._cache)
 
 

@@ -88,11 +88,11 @@ class FitConfig:
     encoder_weights: str | None = option(None, "Pretrained encoder weights from a local file (U-Net: "
                                          "torchvision/timm ResNet-34 .pth or .safetensors; DeepLabV3: "
                                          "Keras' Xception .h5).", "--encoder-weights", str, metavar="FILE")
-    # MiB of decoded train+val frames kept in memory; the rest are decoded per batch
-    # (kseg.data.patches.Frames). Measured on CamVid (docs/benchmarks.md): keeps
-    # `kseg fit unet` under 2 GB while loading still runs far ahead of training.
-    frame_cache_mb: float = option(64, "MiB of decoded frames kept in memory; the rest are decoded per "
-                                   "batch.",
+    # MiB of decoded train+val frames kept in memory; the rest are decoded once into an
+    # unlinked temporary file and read back from the page cache (kseg.data.spill).
+    # Measured on CamVid (docs/benchmarks.md): keeps `kseg fit unet` under 2 GB.
+    frame_cache_mb: float = option(64, "MiB of decoded frames kept in memory; the rest are decoded once "
+                                   "into a temporary file (at most half the free space of $TMPDIR).",
                                    "--frame-cache", float, metavar="MIB")
     # Threads of Keras' PyDataset pool building batches ahead of the train step; batches
     # do not depend on it (kseg.training.data.pick_workers: auto, and why).
