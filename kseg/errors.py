@@ -141,8 +141,12 @@ def keras_load_reason(exc, path=None):
     if name in ("ValueError", "TypeError") and ("safe_mode" in text or "unsafe_deserialization" in text):
         return ("holds Python code (e.g. a Lambda layer) that Keras' safe mode refuses to load; "
                 "use a model built from Keras layers only")
-    if name in ("TypeError", "ValueError") and ("Could not locate" in text or "Unknown layer" in text):
-        return f"uses a layer or object kseg does not know ({text.splitlines()[0][:200]})"
+    # Keras names the class in a sentence that may follow a generic first line ("<class
+    # Functional> could not be deserialized properly ..."); a layer of a newer Keras is
+    # "Could not deserialize 'keras.layers.X' because it is not a KerasSaveable subclass".
+    unknown = re.search(r"Could not locate [^.]*|Could not deserialize '[^']*'|Unknown layer[^.]*", text)
+    if name in ("TypeError", "ValueError") and unknown:
+        return f"uses a layer or object kseg does not know ({unknown.group(0)[:200]})"
     return None
 
 

@@ -209,3 +209,98 @@ def test_jax_workers_feed_their_rows_of_every_global_batch():
     # TensorFlow splits the global batch itself; without --distribute nothing changes.
     assert distribute.worker_batches(data, {**jax_topo, "backend": "tensorflow"}) is data
     assert distribute.worker_batches(data, None) is data
+
+
+# --- in this process: one device, the other backends, JAX's multi-host start ----------
+
+
+def test_fit_distribute_on_one_device(data_dir, tmp_path):
+    """`--distribute` where there is one device (a laptop): MirroredStrategy of 1 replica,
+    and the topology line and env.json say so."""
+    import kseg_tiny
+    from click.testing import CliRunner
+
+    from kseg.cli import main
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("this process's strategy is TensorFlow's")
+    args = ["fit", kseg_tiny.NAME, "--data", str(data_dir), "--runs", str(tmp_path), "--patch", "32",
+            "--grid", "2x2", "--batch-size", "4", "--epochs", "1", "--distribute"]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert ("distribute: MirroredStrategy (tensorflow), worker 0 of 1, 1 replica(s) per worker (1 in all), "
+            "global batch 4 = 4 per replica") in result.output
+    run = RunDir(tmp_path / kseg_tiny.NAME)
+    topo = run.env["distribute"]
+    assert (topo["strategy"], topo["replicas"], topo["workers"]) == ("MirroredStrategy", 1, 1)
+    assert topo["per_replica_batch"] == 4
+    assert len(topo["devices"]) == 1 and topo["devices"][0].endswith("CPU:0")
+    assert (run.state.status, run.state.epoch) == ("finished", 1) and len(run.history()) == 1
+    assert distribute.num_replicas(True) == 1
+
+
+def test_torch_is_refused_in_one_line(monkeypatch):
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    message = ("--distribute supports the tensorflow and jax backends, not 'torch'; set "
+               "KERAS_BACKEND=tensorflow or jax.")
+    for call in (lambda: distribute.strategy_scope(True), lambda: distribute.topology(4)):
+        with pytest.raises(KsegError) as err:
+            call()
+        assert str(err.value) == message
+    # Without --distribute nothing is asked of the backend; one replica either way.
+    with distribute.strategy_scope(False):
+        pass
+    assert distribute.num_replicas(False) == distribute.num_replicas(True) == 1
+    assert distribute.topology(4, enabled=False) is None
+
+
+def test_jax_multi_host_initializes_once_and_keeps_each_process_rows(monkeypatch):
+    """With KERAS_DISTRIBUTION_JOB_ADDRESSES set, jax.distributed starts once per process
+    (a second initialize raises in JAX), however often the distribution is asked for, and
+    Keras is told not to shard kseg's PyDataset itself (each process slices its rows)."""
+    calls = []
+    monkeypatch.setattr(keras.distribution, "initialize", lambda *a, **k: calls.append(a))
+    monkeypatch.setattr(distribute, "_jax_initialized", False)
+    monkeypatch.delenv(distribute.JAX_MULTIHOST_ENV, raising=False)
+    distribute.jax_distribution()
+    assert calls == []  # one host: nothing to join
+    monkeypatch.setenv(distribute.JAX_MULTIHOST_ENV, "10.0.0.1:1234")
+    for _ in range(3):  # topology, the scope and num_replicas each ask
+        dist = distribute.jax_distribution()
+    assert len(calls) == 1
+    assert isinstance(dist, keras.distribution.DataParallel) and dist.auto_shard_dataset is False
+
+
+def test_jax_topology_of_two_hosts(monkeypatch):
+    """Worker 1 of 2 hosts with 2 devices each, as jax.distributed reports it (a stand-in jax)."""
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(distribute, "jax_distribution", lambda: SimpleNamespace(num_model_replicas=4))
+    fake_jax = SimpleNamespace(process_count=lambda: 2, process_index=lambda: 1,
+                               local_devices=lambda: ["TFRT_CPU_2", "TFRT_CPU_3"])
+    monkeypatch.setitem(sys.modules, "jax", fake_jax)
+    topo = distribute.topology(8)
+    assert topo == {"backend": "jax", "strategy": "DataParallel + jax.distributed", "workers": 2, "worker": 1,
+                    "replicas_per_worker": 2, "replicas": 4, "global_batch": 8, "per_replica_batch": 2,
+                    "devices": ["TFRT_CPU_2", "TFRT_CPU_3"]}
+    assert distribute.describe(topo) == ("distribute: DataParallel + jax.distributed (jax), worker 1 of 2, "
+                                         "2 replica(s) per worker (4 in all), global batch 8 = 2 per replica")
+    assert distribute.num_replicas() == 4
+    with pytest.raises(KsegError, match="--batch-size 6 does not split over 4 replicas; use a multiple of 4"):
+        distribute.topology(6)
+    # Worker 1 feeds rows 4-7 of each global batch of 8 (2 per replica, 2 replicas here).
+    part = distribute.worker_batches(Patches(n=16, batch_size=8), topo)
+    assert [part[i][1].tolist() for i in range(len(part))] == [[4, 5, 6, 7], [12, 13, 14, 15]]
+
+
+def test_jax_scope_sets_the_distribution_for_fit(monkeypatch):
+    """On JAX the scope sets the global distribution and leaves it set: fit, outside the
+    block, shards each batch with it."""
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    previous = keras.distribution.distribution()
+    try:
+        with distribute.strategy_scope(True):
+            inside = keras.distribution.distribution()
+        assert isinstance(inside, keras.distribution.DataParallel)
+        assert keras.distribution.distribution() is inside and inside.auto_shard_dataset is False
+    finally:
+        keras.distribution.set_distribution(previous)

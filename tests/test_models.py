@@ -58,21 +58,33 @@ def test_softmax_and_mixed_precision_keep_float32_outputs(name):
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", kseg.list_models())
-def test_keras_round_trip_in_bare_process(built, name, tmp_path, run_python):
-    model = built(name)
+@pytest.fixture(scope="module")
+def bare_process_logits(built, tmp_path_factory, run_python):
+    """Every registered network saved, then loaded and run in one fresh process that knows
+    nothing of kseg (only builtin layers, safe_mode on): {name: (its logits, the model's)}.
+    One process for all of them: each fresh TensorFlow costs seconds to start."""
+    folder = tmp_path_factory.mktemp("bare")
+    names = kseg.list_models()
     x = image_batch(seed=1)
-    model.save(tmp_path / "model.keras")
-    np.save(tmp_path / "x.npy", x)
-    # A fresh process that knows nothing of kseg: only builtin layers, safe_mode on.
+    np.save(folder / "x.npy", x)
+    for name in names:
+        built(name).save(folder / f"{name}.keras")
     run_python(f"""
         import sys, numpy as np, keras
-        model = keras.saving.load_model({str(tmp_path / "model.keras")!r}, safe_mode=True)
-        assert "kseg" not in sys.modules and model.name == {name!r}
-        np.save({str(tmp_path / "y.npy")!r}, np.asarray(model(np.load({str(tmp_path / "x.npy")!r}))))
+        x = np.load({str(folder / "x.npy")!r})
+        for name in {names!r}:
+            model = keras.saving.load_model({str(folder)!r} + f"/{{name}}.keras", safe_mode=True)
+            assert "kseg" not in sys.modules and model.name == name, (name, model.name)
+            np.save({str(folder)!r} + f"/{{name}}.y.npy", np.asarray(model(x)))
     """)
-    expected = np.asarray(model(x, training=False))
-    np.testing.assert_allclose(np.load(tmp_path / "y.npy"), expected, rtol=1e-5, atol=1e-5)
+    return {name: (np.load(folder / f"{name}.y.npy"), np.asarray(built(name)(x, training=False)))
+            for name in names}
+
+
+@pytest.mark.parametrize("name", kseg.list_models())
+def test_keras_round_trip_in_bare_process(bare_process_logits, name):
+    got, expected = bare_process_logits[name]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.slow

@@ -103,7 +103,11 @@ class RunDir:
         """The run's `DatasetSpec`, from config.json."""
         from kseg.data.spec import DatasetSpec
 
-        return DatasetSpec.from_dict(self.config["spec"])
+        config = self.config
+        if "spec" not in config:  # a config.json made or cut by hand
+            raise KsegError(f"{self.config_path} has no 'spec' (the dataset description kseg fit writes); "
+                            f"restore the file, or train the run again.")
+        return DatasetSpec.from_dict(config["spec"], source=f"{self.config_path} 'spec'")
 
     def history(self):
         """The finished epochs as a list of dicts (numbers as float, `epoch` as int)."""
