@@ -6,8 +6,14 @@ and TF_CPP_MIN_LOG_LEVEL does not reach them. So the first `import tensorflow` r
 with fd 2 pointed at /dev/null, and TF_CPP_MIN_LOG_LEVEL=3 hides the later C++ ERROR
 line about cuInit on machines without a GPU. Python's own warnings and kseg's messages
 are untouched. `KSEG_VERBOSE=1` (or `kseg --verbose`) leaves everything as it is.
+
+After kseg has reported an error, its one line must stay the last one: TensorFlow logs
+from its finalisers while the interpreter shuts down ("Error occurred when finalizing
+GeneratorDataset iterator" after a Ctrl-C mid-epoch), whatever TF_CPP_MIN_LOG_LEVEL
+says, so `silence_at_exit` points fd 2 at /dev/null once the process exits.
 """
 
+import atexit
 import contextlib
 import importlib.abc
 import importlib.machinery
@@ -61,6 +67,25 @@ class _QuietFinder(importlib.abc.MetaPathFinder):
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
         return spec
+
+
+_SILENCED_AT_EXIT = []
+
+
+def silence_at_exit():
+    """Point fd 2 at /dev/null when the process exits (after the error line is out);
+    once per process, and never when verbose."""
+    if verbose() or _SILENCED_AT_EXIT:
+        return
+    _SILENCED_AT_EXIT.append(True)
+    atexit.register(_silence_fd2)
+
+
+def _silence_fd2():
+    sys.stderr.flush()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
 
 
 def install():

@@ -228,3 +228,23 @@ def test_kseg_debug(monkeypatch, value, on):
 def test_errors_imports_neither_keras_nor_pillow(run_python):
     out = run_python("import sys, kseg.errors; print('keras' in sys.modules, 'PIL' in sys.modules)")
     assert out.split() == ["False", "False"]
+
+
+def test_native_lines_at_exit_cannot_follow_the_error_line():
+    # TensorFlow logs from its finalisers at shutdown (after Ctrl-C mid-epoch: "Error
+    # occurred when finalizing GeneratorDataset iterator"), whatever TF_CPP_MIN_LOG_LEVEL
+    # says. Stand-in: an exit handler registered before kseg's, writing to fd 2 as C++ does.
+    import subprocess
+    import sys
+
+    code = ("import atexit, os; atexit.register(lambda: os.write(2, b'W0000 native noise\\n'));"
+            "from kseg.cli.main import main; main(['fit', 'no_such_network'])")
+    for env, noisy in (({}, False), ({"KSEG_VERBOSE": "1"}, True)):
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                              env={**__import__("os").environ, **env})
+        assert proc.returncode == 1
+        lines = proc.stderr.strip().splitlines()
+        if noisy:  # --verbose keeps every native line, for bug reports
+            assert lines[-1] == "W0000 native noise"
+        else:
+            assert lines == [lines[-1]] and lines[-1].startswith("Error: ") and "no_such_network" in lines[-1]

@@ -12,7 +12,7 @@ import warnings
 
 import click
 
-from kseg import __version__
+from kseg import __version__, quiet
 from kseg.errors import KsegError, debug_requested, user_error
 
 # command name -> "module:attribute" under kseg.cli.commands
@@ -35,10 +35,14 @@ class LazyGroup(click.Group):
     def invoke(self, ctx):
         try:
             return self._invoke(ctx)
+        except click.ClickException:
+            quiet.silence_at_exit()  # the error line stays the last one (kseg.quiet)
+            raise
         except KeyboardInterrupt:
             # Ctrl-C outside fit's clean stop (which has its own line), or landing while an
             # error is being reported: one line and 130, the shell's status for SIGINT,
             # instead of click's "Aborted!" and 1.
+            quiet.silence_at_exit()
             stopped = KsegError("Stopped by SIGINT (Ctrl-C).")
             stopped.exit_code = 128 + signal.SIGINT
             raise stopped from None
