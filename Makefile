@@ -54,8 +54,11 @@ $(HUB_STAMP): $(STAMP) examples/kseg-hub/pyproject.toml
 # processes the tests start as well);
 # `make test COV=` runs the suite without measuring it.
 COV ?= --cov=kseg --cov-report=term
+# Test processes (pytest-xdist); each test file stays in one process (its module fixtures
+# run once). `make test TEST_WORKERS=0` runs in this process alone.
+TEST_WORKERS ?= 2
 test: install torch hub
-	$(PY) -m pytest -q $(COV)
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(COV)
 
 coverage: install torch hub
 	$(PY) -m pytest -q --cov=kseg --cov-report=term --cov-config=tests/coverage-subprocess.ini

@@ -130,7 +130,8 @@ def test_a_fixed_size_network_gets_windows_of_its_size_or_a_clear_error():
     inputs = keras.Input((32, 32, 3))
     model = keras.Model(inputs, keras.layers.Conv2D(4, 3, padding="same")(inputs))
     frame = image(40, 48)
-    with pytest.raises(KsegError, match=r"takes 32x32 inputs only.*feed it 64x64 for a 40x48 frame: use --window 32\."):
+    expected = r"takes 32x32 inputs only.*feed it 64x64 for a 40x48 frame: use --window 32\."
+    with pytest.raises(KsegError, match=expected):
         frame_logits(model, frame, 32)
     with pytest.raises(KsegError, match="feed it 64x64"):
         frame_logits(model, frame, 32, InferenceMode(window=64))

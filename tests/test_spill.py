@@ -91,8 +91,8 @@ def test_batches_are_the_same_with_and_without_the_file(pairs):
     from kseg.data.patches import Frames, PatchDataset
 
     def two_epochs(frames):
-        data = PatchDataset(frames, CAMVID, batch_size=3, patch=32, grid=None, crops_per_image=2, scale=(0.5, 2),
-                            augment=True, photometric=True, shuffle=True, seed=5)
+        data = PatchDataset(frames, CAMVID, batch_size=3, patch=32, grid=None, crops_per_image=2,
+                            scale=(0.5, 2), augment=True, photometric=True, shuffle=True, seed=5)
         out = []
         for epoch in (0, 1):  # epoch 0 writes the file, epoch 1 reads it
             data.set_epoch(epoch)

@@ -69,7 +69,8 @@ class SpillFile:
         h, w = self.shapes[k]
         data = np.frombuffer(bytearray(os.pread(self._file.fileno(), self.offsets[k + 1] - self.offsets[k],
                                                 self.offsets[k])), np.uint8)
-        return data[:h * w * self.channels].reshape(h, w, self.channels), data[h * w * self.channels:].reshape(h, w)
+        n = h * w * self.channels  # the image's bytes, then the mask's
+        return data[:n].reshape(h, w, self.channels), data[n:].reshape(h, w)
 
     def write(self, k, image, mask):
         """Store frame k (shapes as at construction); frames past the file's end are ignored."""
@@ -79,7 +80,8 @@ class SpillFile:
         if image.shape != (h, w, self.channels) or mask.shape != (h, w):
             raise ValueError(f"frame {k}: expected image {(h, w, self.channels)} and mask {(h, w)}. "
                              f"Received: {image.shape} and {mask.shape}")
-        data = np.ascontiguousarray(image, np.uint8).tobytes() + np.ascontiguousarray(mask, np.uint8).tobytes()
+        data = (np.ascontiguousarray(image, np.uint8).tobytes()
+                + np.ascontiguousarray(mask, np.uint8).tobytes())
         os.pwrite(self._file.fileno(), data, self.offsets[k])
         self._written[k] = True  # after the bytes are in: a reader never sees a partial frame
 
