@@ -7,7 +7,7 @@ import pytest
 
 from kseg.data import io
 from kseg.data.augment import LUMA, PhotometricConfig, adjust_colors, draw_photometric
-from kseg.data.crops import resample_window
+from kseg.data.crops import class_anchor, resample_window
 from kseg.data.patches import Frames, PatchDataset, split_patches
 from kseg.data.spec import CAMVID, DatasetSpec
 
@@ -138,6 +138,65 @@ def test_scale_arguments_are_checked():
     assert PatchDataset(frames, CAMVID, grid=(2, 2), scale=(1, 1)).scale is None
     with pytest.raises(ValueError, match="patch"):
         PatchDataset(frames, CAMVID, patch=(16, 0))
+
+
+# --- class-uniform crops -------------------------------------------------------------
+
+
+def _rare_blob_frames(n=3, h=120, w=160):
+    """Left half class 0, right half class 1, one 3x3 blob of class 2 (0.05 % of pixels)."""
+    masks = []
+    for _ in range(n):
+        m = np.zeros((h, w), np.uint8)
+        m[:, w // 2:] = 1
+        m[10:13, 20:23] = 2
+        masks.append(m)
+    images = [np.full((h, w, 3), 9, np.uint8) for _ in range(n)]
+    return Frames.from_arrays(images, masks, CAMVID)
+
+
+def test_class_anchor_is_a_pixel_of_each_present_class_alike():
+    mask = np.full((30, 40), VOID, np.uint8)
+    mask[5, 7], mask[20:30, :] = 2, 4
+    rng = np.random.default_rng(0)
+    anchors = [class_anchor(mask, rng, CAMVID.num_classes) for _ in range(400)]
+    labels = np.array([mask[a] for a in anchors])
+    assert set(labels) == {2, 4}  # never void, never an absent class
+    assert 0.4 < np.mean(labels == 2) < 0.6  # 1 pixel of 2 against 400 of 4: drawn alike
+    assert (5, 7) in anchors
+    assert class_anchor(np.full((4, 4), VOID, np.uint8), rng, CAMVID.num_classes) is None
+
+
+@pytest.mark.parametrize("scale", [None, (0.5, 2.0)])
+def test_class_uniform_puts_a_rare_class_in_a_third_of_the_crops(scale):
+    """Classes 0, 1, 2 present: with every crop anchored, at least the third anchored on 2
+    hold its 3x3 blob (rows and cols 10-12, 20-22); at uniform positions only the starts
+    y0 <= 12, x0 <= 22 of 89 x 129 do: 13 * 23 / (89 * 129) = 2.6 %."""
+    frames = _rare_blob_frames()
+    share = {}
+    for fraction in (0.0, 1.0):
+        ds = PatchDataset(frames, CAMVID, batch_size=30, patch=32, grid=None, seed=1,
+                          crops_per_image=100, scale=scale, class_uniform=fraction)
+        crops = np.concatenate([ds[i][1] for i in range(len(ds))])
+        share[fraction] = np.mean((crops == 2).any(axis=(1, 2)))
+    assert share[1.0] > 0.25 and share[0.0] < 0.15, share
+
+
+def test_class_uniform_zero_leaves_the_crops_as_they_were():
+    frames = _rare_blob_frames()
+    kw = dict(batch_size=4, patch=32, grid=None, seed=3, crops_per_image=4, scale=(0.5, 2.0))
+    plain, zero = PatchDataset(frames, CAMVID, **kw), PatchDataset(frames, CAMVID, class_uniform=0, **kw)
+    half = PatchDataset(frames, CAMVID, class_uniform=0.5, **kw)
+    assert np.array_equal(plain[1][1], zero[1][1])
+    assert np.array_equal(half[1][1], PatchDataset(frames, CAMVID, class_uniform=0.5, **kw)[1][1])
+
+
+def test_class_uniform_is_checked():
+    frames = _rare_blob_frames(1)
+    with pytest.raises(ValueError, match=r"\[0, 1\].*class_uniform=1.5"):
+        PatchDataset(frames, CAMVID, grid=None, class_uniform=1.5)
+    with pytest.raises(ValueError, match="random crops"):
+        PatchDataset(frames, CAMVID, grid=(2, 2), class_uniform=0.5)
 
 
 # --- photometric ----------------------------------------------------------------------

@@ -83,11 +83,12 @@ class SetEpoch(keras.callbacks.Callback):
 
 def _seen(data_dir, workers, initial_epoch=0):
     """Digests of the batches `model.fit` hands to the steps over epochs initial_epoch+1..2,
-    with `kseg fit`'s datasets for random scaled crops, augmentation and photometric jitter."""
+    with `kseg fit`'s datasets for random scaled, class-uniform crops, augmentation and
+    photometric jitter."""
     from kseg.data.readers import open_dataset
 
     cfg = FitConfig(arch=TINY, patch=32, grid=None, crops_per_image=4, scale="0.5:2", augment=True,
-                    photometric=True, batch_size=2, seed=5, workers=workers).validate()
+                    photometric=True, class_uniform=0.5, batch_size=2, seed=5, workers=workers).validate()
     train, val, _ = training_datasets(cfg, open_dataset(data_dir), pick_workers(cfg.workers)[0])
     assert (train.workers, val.workers) == (workers, workers)
     model = Recorder()
@@ -96,6 +97,21 @@ def _seen(data_dir, workers, initial_epoch=0):
     model.fit(train, validation_data=val, epochs=2, initial_epoch=initial_epoch, shuffle=False, verbose=0,
               callbacks=[SetEpoch(train)])
     return model.seen
+
+
+def test_class_uniform_reaches_the_training_crops_only(data_dir, tmp_path):
+    from kseg.data.readers import open_dataset
+
+    cfg = FitConfig(arch=TINY, patch=32, grid=None, class_uniform=0.5).validate()
+    train, val, _ = training_datasets(cfg, open_dataset(data_dir), 0)
+    assert (train.class_uniform, val.class_uniform) == (0.5, 0.0)  # val: the same crops every epoch
+    base = ["fit", TINY, "--data", str(data_dir), "--runs", str(tmp_path)]
+    for extra, fragment in ((["--class-uniform", "0.5"], "add --crops"),
+                            (["--class-uniform", "1.5", "--crops"], "--class-uniform must be in [0, 1]")):
+        result = CliRunner().invoke(main, base + extra)
+        assert result.exit_code == 1 and fragment in result.output, result.output
+        assert len(result.output.strip().splitlines()) == 1
+    assert not (tmp_path / TINY).exists()
 
 
 def test_batches_are_the_same_with_0_1_and_2_workers(data_dir, builder_threads):

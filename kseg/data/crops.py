@@ -8,14 +8,42 @@ AugmentConfig.zoom does. A window larger than the frame (s < patch / frame side)
 the frame at a uniform position; the rest is empty: image 0, mask void (with no void
 value, the nearest edge pixel is repeated, as in augment.warp). Downscaling does not
 antialias, like io.resize_bilinear and tf.image.resize's default.
+
+Both take an optional `anchor`, a (row, col) pixel the crop must contain: class-uniform
+sampling (`class_anchor`) centres some crops on a class drawn uniformly from the classes
+in the frame, so a thin class such as CamVid's Pole (1 % of pixels) is in far more crops
+than its pixel share gives it.
 """
 
 import numpy as np
 
 
-def random_crop(image, mask, size, rng, void):
-    """A crop of `size` (h, w, or an int) at a uniform position; frames smaller than it are
-    padded at the bottom and right (0 / void)."""
+def class_anchor(mask, rng, num_classes):
+    """(row, col) of a uniform pixel of a class drawn uniformly from the classes in `mask`
+    (labels < num_classes: void never), or None when the mask holds none."""
+    counts = np.bincount(mask.ravel(), minlength=256)[:num_classes]
+    present = np.flatnonzero(counts)
+    if not len(present):
+        return None
+    c = present[rng.integers(len(present))]
+    k = rng.integers(counts[c])
+    return divmod(int(np.flatnonzero(mask.ravel() == c)[k]), mask.shape[1])
+
+
+def _start(anchor, window, n, rng):
+    """Start of a window of `window` pixels on an axis of n: uniform over the starts that
+    keep the window in the frame (or the frame in the window); with `anchor`, uniform over
+    those that also hold the anchor pixel (clipped to the same range)."""
+    lo, hi = min(0.0, n - window), max(0.0, n - window)
+    if anchor is None:
+        return rng.uniform(lo, hi)
+    return float(np.clip(anchor + 0.5 - rng.uniform(0.0, window), lo, hi))
+
+
+def random_crop(image, mask, size, rng, void, anchor=None):
+    """A crop of `size` (h, w, or an int) at a uniform position (holding `anchor`, a
+    (row, col), when given); frames smaller than it are padded at the bottom and right
+    (0 / void)."""
     p_h, p_w = (size, size) if np.ndim(size) == 0 else size
     h, w = mask.shape
     ph, pw = max(p_h - h, 0), max(p_w - w, 0)
@@ -25,21 +53,24 @@ def random_crop(image, mask, size, rng, void):
         mask = np.pad(mask, ((0, ph), (0, pw)), **mode,
                       **({"constant_values": void} if void is not None else {}))
         h, w = mask.shape
-    y0, x0 = rng.integers(0, h - p_h + 1), rng.integers(0, w - p_w + 1)
+    if anchor is None:
+        y0, x0 = rng.integers(0, h - p_h + 1), rng.integers(0, w - p_w + 1)
+    else:  # whole-pixel starts whose window holds the anchor, kept in the frame
+        y0 = int(np.clip(anchor[0] - rng.integers(0, p_h), 0, h - p_h))
+        x0 = int(np.clip(anchor[1] - rng.integers(0, p_w), 0, w - p_w))
     return (image[y0:y0 + p_h, x0:x0 + p_w].astype(np.float32),
             mask[y0:y0 + p_h, x0:x0 + p_w].copy())
 
 
-def scaled_crop(image, mask, size, rng, scale, void):
-    """A crop of `size` (h, w) of the frame scaled by s, s log-uniform in `scale` (lo, hi)."""
+def scaled_crop(image, mask, size, rng, scale, void, anchor=None):
+    """A crop of `size` (h, w) of the frame scaled by s, s log-uniform in `scale` (lo, hi),
+    holding `anchor` (row, col) when given."""
     lo, hi = scale
     s = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
     h, w = mask.shape
     win_h, win_w = size[0] / s, size[1] / s
-    # Uniform over the window positions that keep the window in the frame or, when the
-    # window is the larger, the frame in the window.
-    y0 = rng.uniform(min(0.0, h - win_h), max(0.0, h - win_h))
-    x0 = rng.uniform(min(0.0, w - win_w), max(0.0, w - win_w))
+    y0 = _start(None if anchor is None else anchor[0], win_h, h, rng)
+    x0 = _start(None if anchor is None else anchor[1], win_w, w, rng)
     return resample_window(image, mask, (y0, x0, win_h, win_w), size, void)
 
 

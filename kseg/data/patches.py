@@ -24,7 +24,7 @@ import numpy as np
 
 from kseg.data import io
 from kseg.data.augment import AugmentConfig, PhotometricConfig, augment_pair, jitter_colors
-from kseg.data.crops import random_crop, scaled_crop  # noqa: F401 (random_crop re-exported)
+from kseg.data.crops import class_anchor, random_crop, scaled_crop  # noqa: F401 (random_crop re-exported)
 from kseg.data.io import grid_cells, resize_bilinear, resize_nearest  # noqa: F401 (re-exported)
 from kseg.data.spill import SpillFile
 from kseg.errors import DataError
@@ -138,6 +138,9 @@ class PatchDataset(keras.utils.PyDataset):
         seed: base seed of shuffling, crops and augmentation.
         class_weights: (num_classes,) weights; adds per-pixel sample weights, void -> 0.
         crops_per_image: random crops per frame and epoch (grid=None); default R*C=16.
+        class_uniform: fraction in [0, 1] of random crops (grid=None) that hold a pixel of
+            a class drawn uniformly from the classes in their frame (crops.class_anchor);
+            0: every crop at a uniform position.
         indices: subset of patch indices to serve (see `split_patches`).
         cache_mb: MiB of decoded frames kept in memory (see `Frames`); None: all.
         channels: C, the channels of every image (see `Frames`; ignored for a Frames).
@@ -147,7 +150,7 @@ class PatchDataset(keras.utils.PyDataset):
     def __init__(self, pairs, spec, batch_size=16, patch=128, grid=(4, 4), augment=False,
                  shuffle=False, seed=0, class_weights=None, crops_per_image=16,
                  indices=None, cache_mb=None, scale=None, photometric=False, channels=3,
-                 **pydataset_kwargs):
+                 class_uniform=0.0, **pydataset_kwargs):
         super().__init__(**pydataset_kwargs)
         size = (patch, patch) if np.ndim(patch) == 0 else tuple(patch)
         if int(batch_size) < 1 or len(size) != 2 or min(int(v) for v in size) < 1:
@@ -161,6 +164,7 @@ class PatchDataset(keras.utils.PyDataset):
         self.per_image = self.grid[0] * self.grid[1] if self.grid else int(crops_per_image)
         self.augment = AugmentConfig.coerce(augment)
         self.scale = _check_scale(scale, self.grid)
+        self.class_uniform = _check_class_uniform(class_uniform, self.grid)
         self.photometric = PhotometricConfig.coerce(photometric)
         self.shuffle, self.seed, self.epoch = bool(shuffle), int(seed), 0
         total = len(self.frames) * self.per_image
@@ -230,10 +234,14 @@ class PatchDataset(keras.utils.PyDataset):
             y0, y1, x0, x1 = grid_cells(*mask.shape, self.grid)[cell]
             img = resize_bilinear(image[y0:y1, x0:x1], size)
             msk = resize_nearest(mask[y0:y1, x0:x1], size)
-        elif self.scale:
-            img, msk = scaled_crop(image, mask, size, rng, self.scale, void)
         else:
-            img, msk = random_crop(image, mask, size, rng, void)
+            anchor = None
+            if self.class_uniform and rng.random() < self.class_uniform:  # no draw at 0
+                anchor = class_anchor(mask, rng, self.spec.num_classes)
+            if self.scale:
+                img, msk = scaled_crop(image, mask, size, rng, self.scale, void, anchor)
+            else:
+                img, msk = random_crop(image, mask, size, rng, void, anchor)
         if self.augment is not None:
             img, msk = augment_pair(img, msk, rng, self.augment, void)
         return img, msk
@@ -252,6 +260,17 @@ def _check_scale(scale, grid):
         raise ValueError(f"scale jitter applies to random crops (grid=None). "
                          f"Received: scale={scale}, grid={grid}")
     return lo, hi
+
+
+def _check_class_uniform(fraction, grid):
+    """The fraction as a float in [0, 1]; > 0 only for random crops (grid=None)."""
+    fraction = float(fraction)
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"class_uniform must be in [0, 1]. Received: class_uniform={fraction}")
+    if fraction and grid:
+        raise ValueError(f"class_uniform applies to random crops (grid=None). "
+                         f"Received: class_uniform={fraction}, grid={grid}")
+    return fraction
 
 
 def split_patches(dataset, fraction=0.2, seed=0):
@@ -273,6 +292,7 @@ def split_patches(dataset, fraction=0.2, seed=0):
     cw = dataset.class_weights[:dataset.spec.num_classes] if dataset.class_weights is not None else None
     train = PatchDataset(dataset.frames, augment=dataset.augment or False, shuffle=dataset.shuffle,
                          class_weights=cw, indices=np.sort(ids[n_val:]), scale=dataset.scale,
+                         class_uniform=dataset.class_uniform,
                          photometric=dataset.photometric or False, **common)
     val = PatchDataset(dataset.frames, augment=False, shuffle=False, class_weights=cw,
                        indices=np.sort(ids[:n_val]), **common)

@@ -63,6 +63,10 @@ class FitConfig:
                                 str, metavar="RxC")
     crops_per_image: int = option(16, "Random crops per frame and epoch (with --crops).", "--crops-per-image",
                                   int)
+    # Class-uniform sampling (crops.class_anchor): rare, thin classes land in more crops.
+    class_uniform: float = option(0.0, "Fraction of random crops centred on a class drawn uniformly from "
+                                  "the classes in the frame (0 to 1).", "--class-uniform", float,
+                                  metavar="FRACTION")
     scale: tuple | None = option(None, "Scale jitter of random crops, low:high (e.g. 0.5:2).", "--scale", str,
                                  metavar="LOW:HIGH")
     # A recipe may give a dict of kseg.data.augment.AugmentConfig ranges instead of true.
@@ -152,6 +156,10 @@ class FitConfig:
             raise KsegError(f"--plateau-factor must be in (0, 1). Received: {self.plateau_factor}")
         if self.scale is not None and self.grid is not None:
             raise KsegError("--scale jitters random crops; add --crops (or drop --scale).")
+        if not 0 <= self.class_uniform <= 1:
+            raise KsegError(f"--class-uniform must be in [0, 1]. Received: {self.class_uniform}")
+        if self.class_uniform and self.grid is not None:
+            raise KsegError("--class-uniform places random crops; add --crops (or drop --class-uniform).")
 
     def _check_choices(self):
         from kseg.losses import parse_loss

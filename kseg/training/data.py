@@ -39,7 +39,8 @@ def training_datasets(cfg, dataset, workers):
     train_frames = patches.Frames(train_pairs, dataset.spec, cache_mb=cfg.frame_cache_mb,
                                   channels=cfg.channels)
     train = patches.PatchDataset(train_frames, augment=cfg.augment, photometric=cfg.photometric,
-                                 scale=cfg.scale, shuffle=True, **common)
+                                 scale=cfg.scale, class_uniform=cfg.class_uniform, shuffle=True,
+                                 **common)
     if cfg.split == "80/20":
         # The study's split: 20 % of the training patches, seeded.
         train, val = patches.split_patches(train, fraction=0.2, seed=cfg.seed)
