@@ -7,11 +7,11 @@ RUNS_DIR holds `unet-camvid20` (the 20-epoch `camvid` run) and, where it was run
 weights and with class-uniform crops, drawn as epochs 21 on).
 """
 
-import csv
 import sys
 from pathlib import Path
 
 from kseg.reporting.figures import learning_curves
+from kseg.runs.rundir import RunDir
 
 # (run directory, legend name, epochs to add so a continuation follows its parent)
 RUNS = (("unet-camvid20", "camvid, 20 epochs", 0),
@@ -19,17 +19,11 @@ RUNS = (("unet-camvid20", "camvid, 20 epochs", 0),
         ("unet-camvid20-cu4", "+ 4 epochs, class-uniform crops", 20))
 
 
-def history(path, offset):
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    for row in rows:
-        row["epoch"] = str(int(row["epoch"]) + offset)
-    return rows
-
-
 def main(runs_dir):
-    histories = {name: history(Path(runs_dir, run, "history.csv"), offset)
-                 for run, name, offset in RUNS if Path(runs_dir, run, "history.csv").exists()}
+    histories = {name: [{**row, "epoch": row["epoch"] + offset}
+                        for row in RunDir(Path(runs_dir, run)).history()]
+                 for run, name, offset in RUNS}
+    histories = {name: rows for name, rows in histories.items() if rows}  # runs not made are left out
     out = Path(__file__).with_name("accuracy_curves.png")
     learning_curves(histories, out, title="U-Net, camvid recipe, CamVid train; val = 256 px val crops")
     print(out)
