@@ -141,6 +141,19 @@ def test_quiet_by_default_and_verbose_on_request():
     assert "absl::InitializeLog" in loud.stderr or "oneDNN" in loud.stderr  # TensorFlow's own lines
 
 
+@pytest.mark.parametrize("backend, jax_loaded", [("tensorflow", False), ("jax", True)])
+def test_jax_stays_out_of_other_backends_imports(backend, jax_loaded):
+    # TensorFlow and Keras import jax eagerly where it is installed (133 MB); kseg hides it
+    # while they import, unless it is the backend, and `import jax` still works afterwards.
+    pytest.importorskip("jax")
+    code = ("import sys, kseg, keras; import tensorflow; loaded = 'jax' in sys.modules; "
+            "import jax.numpy as jnp; print(keras.backend.backend(), loaded, float(jnp.ones(3).sum()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "KERAS_BACKEND": backend})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [backend, str(jax_loaded), "3.0"]
+
+
 @pytest.mark.parametrize("flags, gpus_found, expected", [
     (["avx2", "avx512f", "avx512_bf16"], [], "mixed_bfloat16"),
     (["avx2", "amx_bf16"], [], "mixed_bfloat16"),
