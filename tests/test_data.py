@@ -329,6 +329,31 @@ def test_augmentation_mask_follows_the_source_pixel_exactly():
         assert clear.mean() > 0.99 and np.array_equal(msk[data][clear], want[clear])
 
 
+def test_a_grid_cells_resize_folds_into_its_warp():
+    # The study's cells are resized to the patch size and then warped; kseg does both in
+    # one interpolation (augment_pair's size). On ramps (red = x, green = y of the cell)
+    # bilinear is exact, so one pass must read the same source points as two, and the
+    # mask the class of the nearest source pixel.
+    ys, xs = np.mgrid[0:30, 0:40]
+    mask = ((xs // 8) + 5 * (ys // 8)).astype(np.uint8) % 11
+    image = np.stack([xs, ys, np.zeros_like(xs)], -1).astype(np.float32)
+    size, cfg = (48, 64), AugmentConfig(rotation=30, width_shift=0.2, height_shift=0.2, zoom=0.2)
+    for seed in range(5):
+        img, msk = augment_pair(image, mask, np.random.default_rng(seed), cfg, void=11, size=size)
+        ref, ref_msk = augment_pair(io.resize_bilinear(image, size), io.resize_nearest(mask, size),
+                                    np.random.default_rng(seed), cfg, void=11)
+        assert img.shape == (*size, 3) and msk.shape == size
+        assert ((msk == 11) == (ref_msk == 11)).mean() > 0.99
+        data = (msk != 11) & (ref_msk != 11)
+        sx, sy = img[..., 0][data], img[..., 1][data]
+        interior = (sx > 1) & (sx < 38) & (sy > 1) & (sy < 28)  # no clamping at the edges
+        assert interior.mean() > 0.5
+        assert np.allclose(img[data][interior], ref[data][interior], atol=1e-3)
+        clear = (np.abs(sx % 1 - 0.5) > 1e-3) & (np.abs(sy % 1 - 0.5) > 1e-3)
+        want = mask[np.rint(sy).astype(int), np.rint(sx).astype(int)]
+        assert np.array_equal(msk[data][clear], want[clear])
+
+
 def test_batches_are_reproducible_across_runs_orders_and_workers(synth_dir):
     from kseg.data.patches import PatchDataset
 
