@@ -4,7 +4,8 @@
 
 RUNS_DIR holds `unet-camvid20` (the 20-epoch `camvid` run) and, where it was run,
 `unet-camvid20-cw4` and `unet-camvid20-cu4` (its 4-epoch continuations with class
-weights and with class-uniform crops, drawn as epochs 21 on).
+weights and with class-uniform crops, drawn as epochs 21 on) and `dlv3p-camvid5`
+(DeepLabV3+, 5 epochs of the recipe).
 """
 
 import sys
@@ -16,7 +17,8 @@ from kseg.runs.rundir import RunDir
 # (run directory, legend name, epochs to add so a continuation follows its parent)
 RUNS = (("unet-camvid20", "camvid, 20 epochs", 0),
         ("unet-camvid20-cw4", "+ 4 epochs, class weights", 20),
-        ("unet-camvid20-cu4", "+ 4 epochs, class-uniform crops", 20))
+        ("unet-camvid20-cu4", "+ 4 epochs, class-uniform crops", 20),
+        ("dlv3p-camvid5", "DeepLabV3+, camvid, 5 epochs", 0))
 
 
 def main(runs_dir):
@@ -25,7 +27,7 @@ def main(runs_dir):
                  for run, name, offset in RUNS}
     histories = {name: rows for name, rows in histories.items() if rows}  # runs not made are left out
     out = Path(__file__).with_name("accuracy_curves.png")
-    learning_curves(histories, out, title="U-Net, camvid recipe, CamVid train; val = 256 px val crops")
+    learning_curves(histories, out, title="U-Net and DeepLabV3+, camvid recipe, CamVid train; val = 256 px val crops")
     print(out)
 
 
