@@ -27,7 +27,8 @@ def main(runs_dir):
                  for run, name, offset in RUNS}
     histories = {name: rows for name, rows in histories.items() if rows}  # runs not made are left out
     out = Path(__file__).with_name("accuracy_curves.png")
-    learning_curves(histories, out, title="U-Net and DeepLabV3+, camvid recipe, CamVid train; val = 256 px val crops")
+    title = "U-Net and DeepLabV3+, camvid recipe, CamVid train; val = 256 px val crops"
+    learning_curves(histories, out, title=title)
     print(out)
 
 

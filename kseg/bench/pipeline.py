@@ -1,4 +1,11 @@
-"""Data pipeline throughput and memory, for `kseg bench`."""
+"""Data pipeline throughput and memory, for `kseg bench`.
+
+Memory is reported two ways:
+  * peak_rss_mb: resource.getrusage ru_maxrss, the whole process's peak resident
+    memory (interpreter, numpy, Keras imports and anything run before the measurement);
+  * peak_traced_mb: tracemalloc's peak of Python/numpy allocations made during decoding
+    and the epochs (the pipeline's own memory, queued batches included).
+"""
 
 import time
 import tracemalloc
@@ -24,11 +31,7 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
       * per_core_patches_per_second: patches per CPU-second of this process at 1 worker
         (time.process_time, all threads): what one core delivers, whatever the load;
       * scaling_1_to_2: patches/s at 2 workers over 1 (2.0 is perfect scaling).
-    Memory is reported two ways:
-      * peak_rss_mb: resource.getrusage ru_maxrss, the whole process's peak resident
-        memory (interpreter, numpy, Keras imports and anything run before this call);
-      * peak_traced_mb: tracemalloc's peak of Python/numpy allocations made during
-        decoding and the epochs (the pipeline's own memory, queued batches included).
+    Memory: see the module's docstring.
     """
     from kseg.data.patches import Frames, PatchDataset  # imports keras
     from kseg.training.data import loader_kwargs, pick_workers
@@ -42,13 +45,7 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
     t0 = time.perf_counter()
     frames = Frames(pairs, ds.spec, cache_mb=cache_mb)
     decode_s = time.perf_counter() - t0
-    # The frames beyond the cache are decoded into the spill file at their first use,
-    # in epoch 1 only; decode them here, untimed, so each epoch timed is a steady-state
-    # one, as 19 of the study's 20 epochs are.
-    t0 = time.perf_counter()
-    for first in range(0, len(frames), batch_size):  # a batch's worth at a time: bounded memory
-        frames.take(range(first, min(first + batch_size, len(frames))))
-    spill_s = time.perf_counter() - t0
+    spill_s = fill_spill(frames, batch_size)
     make = lambda count: PatchDataset(frames, ds.spec, batch_size=batch_size, patch=patch, grid=grid,  # noqa: E731
                                       augment=augment, shuffle=True, seed=0, **loader_kwargs(count))
     make(1)[0]  # untimed: the first batch pays for lazy imports and first-call set-up
@@ -78,6 +75,16 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
         "memory_method": "peak_rss_mb: resource.getrusage(RUSAGE_SELF).ru_maxrss; "
                          "peak_traced_mb: tracemalloc peak during decode + epochs",
     }
+
+
+def fill_spill(frames, batch_size):
+    """Seconds to decode the frames beyond the cache into the spill file, `batch_size` at a
+    time (bounded memory). `fit` does this at their first use, in epoch 1 only; done
+    before the timed epochs, each of them is a steady-state one, as 19 of the study's 20."""
+    start = time.perf_counter()
+    for first in range(0, len(frames), batch_size):
+        frames.take(range(first, min(first + batch_size, len(frames))))
+    return time.perf_counter() - start
 
 
 def epoch_seconds(data):
