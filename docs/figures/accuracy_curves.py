@@ -4,8 +4,8 @@
 
 RUNS_DIR holds `unet-camvid20` (the 20-epoch `camvid` run) and, where it was run,
 `unet-camvid20-cw4` and `unet-camvid20-cu4` (its 4-epoch continuations with class
-weights and with class-uniform crops, drawn as epochs 21 on) and `dlv3p-camvid5`
-(DeepLabV3+, 5 epochs of the recipe).
+weights and with class-uniform crops, drawn as epochs 21 on) and `dlv3p-camvid8`
+(DeepLabV3+, 5 epochs of the recipe extended to 8).
 """
 
 import sys
@@ -18,7 +18,7 @@ from kseg.runs.rundir import RunDir
 RUNS = (("unet-camvid20", "camvid, 20 epochs", 0),
         ("unet-camvid20-cw4", "+ 4 epochs, class weights", 20),
         ("unet-camvid20-cu4", "+ 4 epochs, class-uniform crops", 20),
-        ("dlv3p-camvid5", "DeepLabV3+, camvid, 5 epochs", 0))
+        ("dlv3p-camvid8", "DeepLabV3+, camvid, 5 + 3 epochs", 0))
 
 
 def main(runs_dir):
