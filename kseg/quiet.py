@@ -72,8 +72,9 @@ def keras_backend():
     $KERAS_BACKEND, else "backend" in $KERAS_HOME/keras.json (~/.keras), else tensorflow."""
     if "KERAS_BACKEND" in os.environ:
         return os.environ["KERAS_BACKEND"]
-    home = os.environ.get("KERAS_HOME") or os.path.join(
-        os.path.expanduser("~") if os.access(os.path.expanduser("~"), os.W_OK) else "/tmp", ".keras")
+    user = os.path.expanduser("~")
+    base = user if os.access(user, os.W_OK) else "/tmp"
+    home = os.environ.get("KERAS_HOME") or os.path.join(base, ".keras")
     try:
         with open(os.path.join(home, "keras.json")) as f:
             return json.load(f).get("backend", "tensorflow")

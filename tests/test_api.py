@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import os
 import subprocess
 import sys
 
@@ -149,7 +150,7 @@ def test_jax_stays_out_of_other_backends_imports(backend, jax_loaded):
     code = ("import sys, kseg, keras; import tensorflow; loaded = 'jax' in sys.modules; "
             "import jax.numpy as jnp; print(keras.backend.backend(), loaded, float(jnp.ones(3).sum()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
-                         env={**__import__("os").environ, "KERAS_BACKEND": backend})
+                         env={**os.environ, "KERAS_BACKEND": backend})
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [backend, str(jax_loaded), "3.0"]
 

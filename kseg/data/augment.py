@@ -180,7 +180,7 @@ def augment_pair(image, mask, rng, cfg, void=None, size=None):
             image, mask = image[:, ::-1], mask[:, ::-1]
         return np.ascontiguousarray(image, np.float32), np.ascontiguousarray(mask)
     matrix = resize_matrix(mask.shape, size) @ random_matrix(rng, *size, cfg)
-    return warp(np.ascontiguousarray(image), np.ascontiguousarray(mask), matrix, void, size)
+    return warp(image, mask, matrix, void, size)  # warp's reshapes copy a strided cell
 
 
 # --- photometric jitter (image only) ------------------------------------------------

@@ -233,18 +233,18 @@ class PatchDataset(keras.utils.PyDataset):
         if self.grid:
             y0, y1, x0, x1 = grid_cells(*mask.shape, self.grid)[cell]
             img, msk = image[y0:y1, x0:x1], mask[y0:y1, x0:x1]
-            if self.augment is not None:  # the resize to `size` folds into the warp
-                return augment_pair(img, msk, rng, self.augment, void, size)
-            return resize_bilinear(img, size), resize_nearest(msk, size)
-        anchor = None
-        if self.class_uniform and rng.random() < self.class_uniform:  # no draw at 0
-            anchor = class_anchor(mask, rng, self.spec.num_classes)
-        if self.scale:
-            img, msk = scaled_crop(image, mask, size, rng, self.scale, void, anchor)
+            if self.augment is None:
+                return resize_bilinear(img, size), resize_nearest(msk, size)
         else:
-            img, msk = random_crop(image, mask, size, rng, void, anchor)
-        if self.augment is not None:
-            img, msk = augment_pair(img, msk, rng, self.augment, void)
+            anchor = None
+            if self.class_uniform and rng.random() < self.class_uniform:  # no draw at 0
+                anchor = class_anchor(mask, rng, self.spec.num_classes)
+            if self.scale:
+                img, msk = scaled_crop(image, mask, size, rng, self.scale, void, anchor)
+            else:
+                img, msk = random_crop(image, mask, size, rng, void, anchor)
+        if self.augment is not None:  # a grid cell's resize to `size` folds into the warp
+            img, msk = augment_pair(img, msk, rng, self.augment, void, size)
         return img, msk
 
 

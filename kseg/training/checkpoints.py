@@ -59,7 +59,7 @@ def _save_through_folder(model, path):
     """`model.save(path)` for a .keras path, with the weights streamed to disk.
 
     Keras builds a .keras file's weights in memory (an h5 file in a BytesIO) before it
-    zips them: for U-Net with its Adam state that is 290 MB on top of the training
+    zips them: for U-Net with its Adam state that is 280 MB on top of the training
     run's peak at every epoch. Saved as a folder (`zipped=False`) the same h5 file goes
     straight to disk, and a .keras file is that folder zipped, stored uncompressed as
     Keras writes it, so `keras.saving.load_model` reads the result like its own.
