@@ -23,9 +23,10 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
     `kseg fit`'s frame cache (frames beyond it are read back from the spill file, which
     is filled before the epochs are timed: decode_seconds and spill_seconds are the
     one-off costs of epoch 1). Each epoch runs through Keras' PyDataset adapter, the
-    code `model.fit` iterates with, so 2 or more workers run Keras' thread pool as `kseg
-    fit --workers N` does; 1 builds the batches one at a time in this thread. `workers`: the counts timed (default 1, 2 and what
-    `kseg fit --workers auto` picks here). Figures:
+    code `model.fit` iterates with, so 2 or more workers run Keras' thread pool as
+    `kseg fit --workers N` does; 1 builds the batches one at a time in this thread.
+    `workers`: the counts timed (default 1, 2 and what `kseg fit --workers auto` picks
+    here). Figures:
       * patches_per_second: at `kseg fit`'s auto workers (what a fit gets here);
       * per_core_patches_per_second: patches per CPU-second of this process at 1 worker
         (time.process_time, all threads): what one core delivers, whatever the load;
