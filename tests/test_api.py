@@ -167,6 +167,9 @@ def test_precision_auto_picks_native_bfloat16(flags, gpus_found, expected):
 
     assert pick_precision("auto", flags, gpus_found)[0] == expected
     assert pick_precision("float32", flags, gpus_found) == ("float32", "asked for")
+    float16, why = pick_precision("mixed_float16", flags, gpus_found)
+    assert float16 == "mixed_float16"
+    assert ("no GPU" in why) is not gpus_found  # a warning where only a CPU would run it
     assert pick_jit(None, gpus_found)[0] is bool(gpus_found)  # XLA on GPUs only
     assert pick_jit(None, [], "jax")[0] is None  # JAX always compiles
 

@@ -159,6 +159,31 @@ def test_plan_quick_and_full():
     assert not any(s == "fit" for s, *_ in full)
 
 
+def test_variants_are_stopped_at_a_multiple_of_their_float32_time(monkeypatch):
+    """A variant with no fast kernels here (float16 on a CPU) cannot hold the bench for
+    half an hour: its worker gets VARIANT_TIMEOUT_FACTOR x the network's wall time."""
+    from kseg.bench import suite as benchsuite
+
+    calls = []
+
+    def worker(task, backend="tensorflow", env=None, timeout=1800):
+        calls.append((task["task"], timeout))
+        if task["task"] == "network":
+            return {"wall_seconds": 64.0}
+        return {"error": f"timed out after {timeout} s"}
+
+    monkeypatch.setattr(benchsuite, "run_worker", worker)
+    monkeypatch.setattr(benchsuite, "summarize", lambda results, peer=None: None)  # needs real figures
+    jobs = [("network", "unet", "tensorflow", {"task": "network"}),
+            ("variant", "unet", "tensorflow mixed_float16", {"task": "network-variant"}),
+            ("variant", "deeplabv3", "tensorflow xla", {"task": "other-variant"})]
+    results = benchsuite.run_suite(jobs)
+    assert calls == [("network", 1800), ("network-variant", 5 * 64), ("other-variant", 1800)]
+    assert results["runs"][1]["result"]["error"] == "timed out after 320 s"
+    assert benchsuite.variant_timeout([{"section": "network", "label": "a", "result": {"wall_seconds": 3.0}}],
+                                      "variant", "a") == {"timeout": benchsuite.VARIANT_MIN_SECONDS}
+
+
 @pytest.mark.slow
 def test_bench_cli_smoke(tmp_path, monkeypatch):
     """`kseg bench` end to end on the tiny model: ceiling, network, frames, pipeline."""

@@ -26,7 +26,7 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
         projected as epoch_over_bare x its bare time; study_hours: 20 of them, in hours.
     """
     from kseg.training import hardware
-    from kseg.training.data import open_data, pick_workers, training_datasets
+    from kseg.training.data import first_batches, open_data, pick_workers, training_datasets
     from kseg.training.loop import build_model, fit
     from kseg.training.recipes import resolve
 
@@ -40,8 +40,7 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
     dataset, _ = open_data(cfg.data)
     workers = pick_workers(cfg.workers)[0]
     train, val, _ = training_datasets(cfg, dataset, workers)
-    train_steps = min(len(train), steps or len(train))
-    val_steps = min(len(val), max(1, steps // 4)) if steps else len(val)  # as kseg.training.loop._run
+    train_steps, val_steps = map(len, first_batches(train, val, steps))  # the batches fit ran
     model = build_model(hardware.choose(cfg)[0], dataset.spec)
     (x, y), (xv, yv) = train[0][:2], val[0][:2]
     train_s = median_seconds(lambda: model.train_on_batch(x, y), repeats)

@@ -27,6 +27,12 @@ VARIANTS = (
     ("mixed_float16", {"precision": "mixed_float16"}),
     ("deterministic", {"deterministic": True}),
 )
+# A variant may take this many times its network's float32 measurement (at least
+# VARIANT_MIN_SECONDS) before it is stopped and reported as a gap. float16 on a CPU has no
+# fast kernels: on this project's Intel Xeon (avx512_fp16, amx) a float16 train step of a
+# small conv net ran 150x slower than float32, and the U-Net variant did not end in 18 min.
+VARIANT_TIMEOUT_FACTOR = 5
+VARIANT_MIN_SECONDS = 120
 
 
 def available_backends():
@@ -102,6 +108,16 @@ def plan(archs, quick=False, backends=None, variants=True, data=None, steps=None
     return jobs
 
 
+def variant_timeout(done, section, label):
+    """`{"timeout": s}` for a variant of network `label`: VARIANT_TIMEOUT_FACTOR x the wall
+    time of its float32 measurement among `done` runs; `{}` (run_worker's default) otherwise."""
+    if section != "variant":
+        return {}
+    base = [r["result"]["wall_seconds"] for r in done
+            if r["section"] == "network" and r["label"] == label and "wall_seconds" in r["result"]]
+    return {"timeout": round(max(VARIANT_MIN_SECONDS, VARIANT_TIMEOUT_FACTOR * base[0]))} if base else {}
+
+
 def _ceil(shape):
     return {"ceiling_shape": shape["shape"]} if shape else {}
 
@@ -114,7 +130,7 @@ def run_suite(jobs, progress=None, peer=None):
     for i, (section, label, backend, task) in enumerate(jobs):
         if progress:
             progress(f"[{i + 1}/{len(jobs)}] {section}: {label} ({backend.split()[0]})")
-        result = run_worker(task, backend.split()[0])
+        result = run_worker(task, backend.split()[0], **variant_timeout(results["runs"], section, label))
         results["runs"].append({"section": section, "label": label, "backend": backend, "task": task,
                                 "result": result})
     summarize(results, peer)

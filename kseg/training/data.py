@@ -3,6 +3,8 @@
 import os
 from pathlib import Path
 
+import keras
+
 from kseg.errors import KsegError
 
 
@@ -90,3 +92,42 @@ def _same_every_epoch(val):
     them from its own first validation. The grid does not depend on the epoch anyway."""
     val.on_epoch_end = lambda: None
     return val
+
+
+def first_batches(train, val, max_steps):
+    """`(train, val)` cut to their first `max_steps` and `max(1, max_steps // 4)` batches
+    (kseg fit's `max_steps`, for benchmarks and quick checks); both unchanged for None.
+
+    Cut here rather than with fit's steps_per_epoch / validation_steps: with those, Keras
+    drops the partly read validation iterator at every evaluate, and tearing down
+    tf.data's prefetch of a PyDataset stalled for 10-40 s on the 2-core CPU, time that
+    a whole epoch, which reads its iterators to the end, never spends.
+    """
+    if not max_steps:
+        return train, val
+    return _FirstBatches(train, max_steps), _FirstBatches(val, max(1, max_steps // 4))
+
+
+class _FirstBatches(keras.utils.PyDataset):
+    """The first `n` batches of `dataset`, in its order for the current epoch."""
+
+    def __init__(self, dataset, n):
+        # PyDataset's own `workers` counts loader threads: keep the dataset's.
+        super().__init__(workers=dataset.workers, use_multiprocessing=dataset.use_multiprocessing,
+                         max_queue_size=dataset.max_queue_size)
+        self.dataset, self.batches = dataset, min(n, len(dataset))
+
+    def __len__(self):
+        return self.batches
+
+    def __getitem__(self, index):
+        if index >= self.batches:
+            raise IndexError(f"batch {index} of {self.batches}")
+        return self.dataset[index]
+
+    def set_epoch(self, epoch):
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()

@@ -28,6 +28,9 @@ def gpus():
 
 def pick_precision(requested, cpu_flags, gpu_list):
     """`(precision, reason)`: `requested` itself, or for "auto" bfloat16 where it is native."""
+    if requested == "mixed_float16" and not gpu_list:
+        return requested, ("asked for; no GPU is visible, and float16 has no fast CPU kernels: "
+                           "expect a train step many times slower than float32")
     if requested != "auto":
         return requested, "asked for"
     if gpu_list:

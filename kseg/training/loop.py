@@ -46,7 +46,7 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     `max_steps` caps the batches of each epoch (benchmarks and quick checks).
     """
     from kseg.training import distribute, hardware
-    from kseg.training.data import class_weights, open_data, pick_workers, training_datasets
+    from kseg.training.data import class_weights, first_batches, open_data, pick_workers, training_datasets
 
     cfg.validate()
     run = RunDir(Path(runs) / (name or cfg.arch))
@@ -67,15 +67,15 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         if topo:
             output.console.print(distribute.describe(topo), highlight=False, soft_wrap=True)
             train_data, val_data = (distribute.worker_batches(d, topo) for d in (train_data, val_data))
+        train_data, val_data = first_batches(train_data, val_data, max_steps)
         if state is None:
             state = _start(run, cfg, dataset, label, pairs, choice, topo)
         state.status, state.epochs, state.message = "running", cfg.epochs, None
         state.sessions += 1
         run.write_state(state)
         model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
-        steps = min(len(train_data), max_steps or len(train_data))
-        callbacks = _callbacks(cfg, run, state, history, train_data, steps, progress)
-        _run(model, cfg, run, callbacks, train_data, val_data, state.epoch, max_steps)
+        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress)
+        _run(model, cfg, run, callbacks, train_data, val_data, state.epoch)
     return run
 
 
@@ -167,18 +167,17 @@ def _callbacks(cfg, run, state, history, train_data, steps, progress):
     return [GuardCallback(), *schedule.callbacks, recorder, *board, RichProgress(live=progress)]
 
 
-def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch, max_steps):
+def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
     """model.fit under StopSignals; every way out leaves state.json saying how it ended."""
     guard, bar = callbacks[0], callbacks[-1]
     recorder = next(c for c in callbacks if isinstance(c, RunRecorder))
-    caps = {"steps_per_epoch": max_steps, "validation_steps": max(1, max_steps // 4)} if max_steps else {}
     with StopSignals() as signals:
         guard.signals = signals
         try:
             # shuffle=False: PatchDataset shuffles itself from (seed, epoch). Keras' own batch
             # shuffle draws from the global RNG, whose position differs after a resume.
             model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                      callbacks=callbacks, verbose=0, shuffle=False, **caps)
+                      callbacks=callbacks, verbose=0, shuffle=False)
         except Interrupted as exc:
             run.write_state(recorder.state.stop("interrupted", f"stopped by {exc}"))
             raise FitInterrupted(f"Stopped by {exc} after epoch {recorder.state.epoch}/{cfg.epochs}; "
