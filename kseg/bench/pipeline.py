@@ -50,9 +50,7 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
     make = lambda count: PatchDataset(frames, ds.spec, batch_size=batch_size, patch=patch, grid=grid,  # noqa: E731
                                       augment=augment, shuffle=True, seed=0, **loader_kwargs(count))
     make(1)[0]  # untimed: the first batch pays for lazy imports and first-call set-up
-    # Epochs are timed untraced: tracemalloc hooks every numpy allocation (1.37x slower).
-    _, traced_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    traced_peak = _stop_tracing()  # the epochs run untraced
     seconds, cpu = {}, {}
     for count in counts:  # each from epoch 0, on the same decoded frames: the same work
         data = make(count)
@@ -78,6 +76,14 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
                          "peak_traced_mb: tracemalloc peak while decoding and spilling the frames "
                          "and building one batch (the timed epochs are untraced)",
     }
+
+
+def _stop_tracing():
+    """tracemalloc's peak in bytes, then tracing off: it hooks every numpy allocation, and
+    traced epochs ran 1.37x slower."""
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak
 
 
 def fill_spill(frames, batch_size):
