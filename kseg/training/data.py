@@ -98,10 +98,10 @@ def first_batches(train, val, max_steps):
     """`(train, val)` cut to their first `max_steps` and `max(1, max_steps // 4)` batches
     (kseg fit's `max_steps`, for benchmarks and quick checks); both unchanged for None.
 
-    Cut here rather than with fit's steps_per_epoch / validation_steps: with those, Keras
-    drops the partly read validation iterator at every evaluate, and tearing down
-    tf.data's prefetch of a PyDataset stalled for 10-40 s on the 2-core CPU, time that
-    a whole epoch, which reads its iterators to the end, never spends.
+    Cut here rather than with fit's steps_per_epoch / validation_steps, so that a capped
+    epoch goes through its iterators as a whole one does: with validation_steps, Keras
+    tore down a partly read validation iterator at every evaluate (stalls of 10-40 s
+    on the 2-core CPU), which whole epochs never do (docs/benchmarks.md, run G).
     """
     if not max_steps:
         return train, val
