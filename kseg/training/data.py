@@ -108,14 +108,30 @@ def first_batches(train, val, max_steps):
     return _FirstBatches(train, max_steps), _FirstBatches(val, max(1, max_steps // 4))
 
 
-class _FirstBatches(keras.utils.PyDataset):
-    """The first `n` batches of `dataset`, in its order for the current epoch."""
+class BatchView(keras.utils.PyDataset):
+    """A PyDataset made of `dataset`'s batches (a PatchDataset, or another view): it keeps
+    the dataset's loader settings and passes the epoch on, so batches stay a function of
+    (seed, epoch, index). Subclasses define __len__ and __getitem__."""
 
-    def __init__(self, dataset, n):
+    def __init__(self, dataset):
         # PyDataset's own `workers` counts loader threads: keep the dataset's.
         super().__init__(workers=dataset.workers, use_multiprocessing=dataset.use_multiprocessing,
                          max_queue_size=dataset.max_queue_size)
-        self.dataset, self.batches = dataset, min(n, len(dataset))
+        self.dataset = dataset
+
+    def set_epoch(self, epoch):
+        self.dataset.set_epoch(epoch)
+
+    def on_epoch_end(self):
+        self.dataset.on_epoch_end()
+
+
+class _FirstBatches(BatchView):
+    """The first `n` batches of `dataset`, in its order for the current epoch."""
+
+    def __init__(self, dataset, n):
+        super().__init__(dataset)
+        self.batches = min(n, len(dataset))
 
     def __len__(self):
         return self.batches
@@ -124,10 +140,3 @@ class _FirstBatches(keras.utils.PyDataset):
         if index >= self.batches:
             raise IndexError(f"batch {index} of {self.batches}")
         return self.dataset[index]
-
-    def set_epoch(self, epoch):
-        if hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-
-    def on_epoch_end(self):
-        self.dataset.on_epoch_end()

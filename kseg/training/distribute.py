@@ -23,6 +23,7 @@ import os
 import keras
 
 from kseg.errors import KsegError
+from kseg.training.data import BatchView
 
 JAX_MULTIHOST_ENV = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 
@@ -173,14 +174,12 @@ def worker_batches(dataset, topo):
     return _WorkerSlice(dataset, topo["worker"], topo["workers"], topo["replicas"])
 
 
-class _WorkerSlice(keras.utils.PyDataset):
+class _WorkerSlice(BatchView):
     """`dataset` (a PatchDataset) with each batch cut to this worker's rows (see worker_batches)."""
 
     def __init__(self, dataset, worker, workers, replicas):
-        # PyDataset's own `workers` counts loader threads: keep the dataset's.
-        super().__init__(workers=dataset.workers, use_multiprocessing=dataset.use_multiprocessing,
-                         max_queue_size=dataset.max_queue_size)
-        self.dataset, self.part, self.parts = dataset, worker, workers
+        super().__init__(dataset)
+        self.part, self.parts = worker, workers
         n = len(dataset)
         # Keep the last batch only when it splits into equal shards over all replicas.
         last = len(dataset.indices) - (n - 1) * dataset.batch_size if n else 0
@@ -193,12 +192,6 @@ class _WorkerSlice(keras.utils.PyDataset):
         batch = self.dataset[index]
         rows = len(batch[0]) // self.parts  # this worker's rows of a (B, h, w, ...) batch
         return tuple(b[self.part * rows:(self.part + 1) * rows] for b in batch)
-
-    def set_epoch(self, epoch):
-        self.dataset.set_epoch(epoch)
-
-    def on_epoch_end(self):
-        self.dataset.on_epoch_end()
 
 
 @contextlib.contextmanager

@@ -5,8 +5,8 @@ import platform
 import sys
 from pathlib import Path
 
-# CPU features that change which kernels run (and so speed and rounding).
-# The flags that change training speed, recorded with every figure (env.json, kseg bench).
+# CPU features that change which kernels run (and so speed and rounding); recorded with
+# every figure (env.json, kseg bench).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_tile", "fma")
 
 
