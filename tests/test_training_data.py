@@ -185,3 +185,33 @@ def test_max_steps_reads_the_first_batches_of_every_epoch_and_no_others(data_dir
     val = sorted({i for shuffled, _, i in reads if not shuffled})
     assert train == [(0, 0), (0, 1), (1, 0), (1, 1)]
     assert val == [0]  # max(1, 2 // 4) batches
+
+
+def test_each_training_batch_is_built_once_for_its_own_epoch(data_dir, tmp_path):
+    """Every training batch of a 3-epoch `kseg fit` is built exactly once, with the epoch
+    RunRecorder set at that epoch's start: no batch is built for a wrong epoch, and none is
+    built twice by an iterator Keras opens and drops."""
+    import collections
+
+    from kseg import api
+    from kseg.training.callbacks import RunRecorder
+
+    built, started = collections.Counter(), []
+    real_getitem, real_begin = PatchDataset.__getitem__, RunRecorder.on_epoch_begin
+
+    def getitem(self, index):
+        if self.shuffle and started:  # the training data; not Keras' look at 2 batches for their shapes
+            built[(self.epoch, index)] += 1
+        return real_getitem(self, index)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        started.append(epoch)
+        real_begin(self, epoch, logs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PatchDataset, "__getitem__", getitem)
+        mp.setattr(RunRecorder, "on_epoch_begin", on_epoch_begin)
+        # 2 frames cut 2x2 in batches of 2: 4 train batches an epoch.
+        api.fit(TINY, data_dir, runs=tmp_path, epochs=3, patch=P, grid=(2, 2), batch_size=2, progress=False)
+    assert started == [0, 1, 2]
+    assert built == {(epoch, i): 1 for epoch in range(3) for i in range(4)}, built
