@@ -51,9 +51,9 @@ $(HUB_STAMP): $(STAMP) examples/kseg-hub/pyproject.toml
 		|| echo "make hub: pip cannot install keras-hub beside this keras/tensorflow; tests/test_kseg_hub.py will skip"
 
 # Not measured by default: CI must stay under 15 minutes, and on a 2-core AVX2 CPU the
-# suite took 1,027 s measured, 955 s unmeasured with two fewer real-network exports. `make coverage` measures
-# the test processes and the kseg processes they start; `make test COV="--cov=kseg
-# --cov-report=term"` the test processes alone.
+# suite took 1,027 s measured, 955 s unmeasured with two fewer real-network exports.
+# `make coverage` measures the test processes and the kseg processes they start;
+# `make test COV="--cov=kseg --cov-report=term"` the test processes alone.
 COV ?=
 # Test processes (pytest-xdist); each test file stays in one process (its module fixtures
 # run once). `make test TEST_WORKERS=0` runs in this process alone.

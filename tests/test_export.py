@@ -183,7 +183,7 @@ def real_exports(tmp_path_factory, run_python):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", list(REAL_NETWORKS))
-def test_real_networks_export_in_every_format(arch, real_exports):
+def test_real_networks_export_through_both_converters(arch, real_exports):
     """The registry's networks at 64x64 and 3 classes, both converters at a fixed --size;
     DeepLabV3's bilinear upsampling cannot be traced with dynamic sizes: the error
     names --size."""
