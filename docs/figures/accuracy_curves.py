@@ -19,9 +19,9 @@ from kseg.reporting.figures import learning_curves
 from kseg.runs.rundir import RunDir
 
 # (run directory, legend name, epochs to add so a continuation follows its parent)
-RUNS = (("unet-camvid20", "camvid, 20 epochs", 0),
-        ("unet-camvid20-cw4", "+ 4 epochs, class weights", 20),
-        ("unet-camvid20-cu4", "+ 4 epochs, class-uniform crops", 20),
+RUNS = (("unet-camvid20", "U-Net, camvid, 20 epochs", 0),
+        ("unet-camvid20-cw4", "U-Net, + 4 epochs, class weights", 20),
+        ("unet-camvid20-cu4", "U-Net, + 4 epochs, class-uniform crops", 20),
         ("dlv3p-camvid8", "DeepLabV3+, camvid, 5 + 3 epochs", 0),
         ("dlv3p-camvid10", "DeepLabV3+, camvid, 10 epochs", 0))
 
@@ -32,7 +32,7 @@ def main(runs_dir, out=None):
                  for run, name, offset in RUNS}
     histories = {name: rows for name, rows in histories.items() if rows}  # runs not made are left out
     out = Path(out) if out else Path(__file__).with_name("accuracy_curves.png")
-    title = "U-Net and DeepLabV3+, camvid recipe, CamVid train; val = 256 px val crops"
+    title = "camvid recipe, CamVid train; val = 256 px val crops"  # the legend names each network
     learning_curves(histories, out, title=title)
     print(out)
 
