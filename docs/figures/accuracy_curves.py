@@ -7,8 +7,8 @@ RUNS_DIR holds `unet-camvid20` (the 20-epoch `camvid` run) and, where it was run
 weights and with class-uniform crops, drawn as epochs 21 on) and `dlv3p-camvid8`
 (DeepLabV3+, 5 epochs of the recipe extended to 8), `dlv3p-camvid10` (DeepLabV3+,
 the recipe's 10 epochs) and `dlv3p-cu10` (the same with `--class-uniform 0.5`). Runs
-not under RUNS_DIR are left out. docs/figures/runs keeps
-the history.csv of the runs whose directories were not kept otherwise:
+not under RUNS_DIR are left out. docs/figures/runs keeps the history.csv of the runs
+whose directories were not kept otherwise:
 
     python docs/figures/accuracy_curves.py docs/figures/runs docs/figures/accuracy_curves_dlv3p10.png
 """
