@@ -189,6 +189,10 @@ class Patches(keras.utils.PyDataset):
         return -(-len(self.indices) // self.batch_size)
 
     def __getitem__(self, index):
+        return self.batch(self.epoch, index)
+
+    def batch(self, epoch, index):
+        self.asked = (epoch, index)
         ids = self.indices[index * self.batch_size:(index + 1) * self.batch_size]
         return np.repeat(ids[:, None], 3, 1).astype("float32"), ids.astype("uint8")
 
@@ -204,6 +208,8 @@ def test_jax_workers_feed_their_rows_of_every_global_batch():
     assert [part[i][1].tolist() for i in range(3)] == [[2, 3], [6, 7], [9]]  # worker 1: the second half
     part.set_epoch(5)
     assert data.epoch == 5
+    part.batch(7, 2)  # RunBatches asks for a batch of any epoch: the slice passes it on
+    assert data.asked == (7, 2)
     # 2 replicas per worker: the last batch (2 patches) cannot give all 4 replicas a patch.
     assert len(distribute.worker_batches(data, {**jax_topo, "replicas": 4})) == 2
     # TensorFlow splits the global batch itself; without --distribute nothing changes.

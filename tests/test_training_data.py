@@ -2,7 +2,7 @@
 change the batches (or the loss) training sees, not only config.json.
 
 Each run goes through the real CLI (one epoch of the tiny model) while `keras.Model.fit`
-and `PatchDataset.__getitem__` are wrapped to record the datasets handed to Keras, every
+and `PatchDataset.batch` are wrapped to record the datasets handed to Keras, every
 batch Keras pulled from them, and the compiled loss. The expected patches are read from
 the image files here, by hand.
 """
@@ -37,20 +37,21 @@ def fit_and_record(data_dir, runs, options):
     """One `kseg fit`; returns what model.fit got: train/val datasets, their batches
     (epoch 0, in order) as lists of (x, y), and the compiled loss."""
     pulled, seen = {}, []
-    real_fit, real_getitem = keras.Model.fit, PatchDataset.__getitem__
+    real_fit, real_batch = keras.Model.fit, PatchDataset.batch
 
-    def getitem(self, index):
-        batch = real_getitem(self, index)
-        pulled[(id(self), self.epoch, index)] = batch
-        return batch
+    def batch(self, epoch, index):
+        built = real_batch(self, epoch, index)
+        pulled[(id(self), epoch, index)] = built
+        return built
 
     def fit(self, x, validation_data=None, **kwargs):
-        seen.append(types.SimpleNamespace(train=x, val=validation_data, loss=self.loss))
+        # x: RunBatches, the run's epochs of the training PatchDataset end to end.
+        seen.append(types.SimpleNamespace(train=x.dataset, val=validation_data, loss=self.loss))
         return real_fit(self, x, validation_data=validation_data, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(keras.Model, "fit", fit)
-        mp.setattr(PatchDataset, "__getitem__", getitem)
+        mp.setattr(PatchDataset, "batch", batch)
         result = CliRunner().invoke(main, ["fit", TINY, "--data", str(data_dir), "--runs", str(runs),
                                            *BASE, *options])
     assert result.exit_code == 0, result.output
@@ -170,48 +171,60 @@ def test_max_steps_reads_the_first_batches_of_every_epoch_and_no_others(data_dir
     from kseg import api
 
     reads = []
-    real_getitem = PatchDataset.__getitem__
+    real_batch = PatchDataset.batch
 
-    def getitem(self, index):
-        reads.append((self.shuffle, self.epoch, index))
-        return real_getitem(self, index)
+    def batch(self, epoch, index):
+        reads.append((self.shuffle, epoch, index))
+        return real_batch(self, epoch, index)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(PatchDataset, "__getitem__", getitem)
+        mp.setattr(PatchDataset, "batch", batch)
         # 2 frames cut 2x2 in batches of 2: 4 train batches an epoch, 2 val batches.
         api.fit(TINY, data_dir, runs=tmp_path, epochs=2, patch=P, grid=(2, 2), batch_size=2,
                 progress=False, max_steps=2)
     train = sorted({(epoch, i) for shuffled, epoch, i in reads if shuffled})
     val = sorted({i for shuffled, _, i in reads if not shuffled})
-    assert train == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    # Epoch 2 is only read ahead (RunBatches): the run ends before it is trained on.
+    assert [(e, i) for e, i in train if e < 2] == [(0, 0), (0, 1), (1, 0), (1, 1)]
+    assert {i for _, i in train} == {0, 1}
     assert val == [0]  # max(1, 2 // 4) batches
 
 
 def test_each_training_batch_is_built_once_for_its_own_epoch(data_dir, tmp_path):
-    """Every training batch of a 3-epoch `kseg fit` is built exactly once, with the epoch
-    RunRecorder set at that epoch's start: no batch is built for a wrong epoch, and none is
-    built twice by an iterator Keras opens and drops."""
+    """Every training batch of a 3-epoch `kseg fit` is built exactly once, for its own epoch,
+    and Keras reads them through one iterator: the indices asked of RunBatches run 0, 1, 2,
+    ... without a restart. An iterator per epoch restarts at 0, and dropping one stalled
+    epoch starts by seconds on a 2-core CPU."""
     import collections
 
     from kseg import api
     from kseg.training.callbacks import RunRecorder
+    from kseg.training.data import RunBatches
 
-    built, started = collections.Counter(), []
-    real_getitem, real_begin = PatchDataset.__getitem__, RunRecorder.on_epoch_begin
+    built, started, asked = collections.Counter(), [], []
+    real_batch, real_item, real_begin = PatchDataset.batch, RunBatches.__getitem__, RunRecorder.on_epoch_begin
 
-    def getitem(self, index):
+    def batch(self, epoch, index):
         if self.shuffle and started:  # the training data; not Keras' look at 2 batches for their shapes
-            built[(self.epoch, index)] += 1
-        return real_getitem(self, index)
+            built[(epoch, index)] += 1
+        return real_batch(self, epoch, index)
+
+    def item(self, index):
+        if started:
+            asked.append(index)
+        return real_item(self, index)
 
     def on_epoch_begin(self, epoch, logs=None):
         started.append(epoch)
         real_begin(self, epoch, logs)
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(PatchDataset, "__getitem__", getitem)
+        mp.setattr(PatchDataset, "batch", batch)
+        mp.setattr(RunBatches, "__getitem__", item)
         mp.setattr(RunRecorder, "on_epoch_begin", on_epoch_begin)
         # 2 frames cut 2x2 in batches of 2: 4 train batches an epoch.
         api.fit(TINY, data_dir, runs=tmp_path, epochs=3, patch=P, grid=(2, 2), batch_size=2, progress=False)
     assert started == [0, 1, 2]
-    assert built == {(epoch, i): 1 for epoch in range(3) for i in range(4)}, built
+    assert asked == list(range(len(asked))) and len(asked) >= 12, asked
+    trained = {key: n for key, n in built.items() if key[0] < 3}  # epoch 3: read ahead, never trained
+    assert trained == {(epoch, i): 1 for epoch in range(3) for i in range(4)}, built

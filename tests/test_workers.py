@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from kseg.cli import main
 from kseg.data.patches import PatchDataset
 from kseg.training.config import FitConfig
-from kseg.training.data import loader_kwargs, pick_workers, training_datasets
+from kseg.training.data import RunBatches, loader_kwargs, pick_workers, training_datasets
 
 TINY = kseg_tiny.NAME
 
@@ -30,15 +30,15 @@ def data_dir(tmp_path_factory):
 
 @pytest.fixture
 def builder_threads(monkeypatch):
-    """The threads that ran PatchDataset.__getitem__ (filled while the test runs)."""
+    """The threads that built PatchDataset batches (filled while the test runs)."""
     seen = []
-    original = PatchDataset.__getitem__
+    original = PatchDataset.batch
 
-    def getitem(self, index):
+    def batch(self, epoch, index):
         seen.append(threading.current_thread())
-        return original(self, index)
+        return original(self, epoch, index)
 
-    monkeypatch.setattr(PatchDataset, "__getitem__", getitem)
+    monkeypatch.setattr(PatchDataset, "batch", batch)
     return seen
 
 
@@ -93,9 +93,10 @@ def _seen(data_dir, workers, initial_epoch=0):
     assert (train.workers, val.workers) == (workers, workers)
     model = Recorder()
     model.compile(run_eagerly=True)  # the steps see concrete batches; the data path is fit's own
-    # shuffle=False and the epoch set at each epoch's start, as kseg.training.loop runs fit.
-    model.fit(train, validation_data=val, epochs=2, initial_epoch=initial_epoch, shuffle=False, verbose=0,
-              callbacks=[SetEpoch(train)])
+    # As kseg.training.loop runs fit: the whole run's batches through one iterator,
+    # shuffle=False, and the epoch set at each epoch's start.
+    model.fit(RunBatches(train, initial_epoch), steps_per_epoch=len(train), validation_data=val, epochs=2,
+              initial_epoch=initial_epoch, shuffle=False, verbose=0, callbacks=[SetEpoch(train)])
     return model.seen
 
 

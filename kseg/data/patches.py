@@ -10,10 +10,10 @@ Photometric jitter (`photometric`, augment.py) then acts on the whole batch at o
 Masks stay uint8 class indices end to end (never one-hot); void keeps its value.
 Frames are decoded into uint8 arrays up to a memory budget (`cache_mb`; CamVid train
 decoded whole is 367 * 360 * 480 * 4 B = 254 MB); beyond it, once into a temporary
-file that is read back per batch (kseg.data.spill). Every batch
-is a pure function of (seed, epoch, index): its crops and warps draw from
-np.random.default_rng(SeedSequence([seed, epoch, index])) and the shuffle order from
-SeedSequence([seed, epoch]), so any number of workers gives the same batches.
+file that is read back per batch (kseg.data.spill). Every batch is a pure function of
+(seed, epoch, index): its crops and warps draw from np.random.default_rng(SeedSequence(
+[seed, epoch, index])) and the shuffle order from SeedSequence([seed, epoch]), so any
+number of workers gives the same batches.
 """
 
 import math
@@ -206,11 +206,14 @@ class PatchDataset(keras.utils.PyDataset):
         return order
 
     def __getitem__(self, index):
+        return self.batch(self.epoch, index)  # one read of the epoch: order and draws agree
+
+    def batch(self, epoch, index):
+        """Batch `index` of `epoch`, whatever the current epoch (see training.data.RunBatches)."""
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range ({len(self)} batches)")
-        epoch = self.epoch  # one read: order and draws of the same epoch
         ids = self.order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, index]))
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch), index]))
         x = np.empty((len(ids), *self.size, self.frames.channels), np.float32)
         y = np.empty((len(ids), *self.size), np.uint8)
         frames = self.frames.take(int(pid) // self.per_image for pid in ids)
@@ -218,9 +221,7 @@ class PatchDataset(keras.utils.PyDataset):
             x[k], y[k] = self.patch_at(int(pid), rng, frames)
         if self.photometric is not None:  # drawn after every patch: the same rng stream
             x = jitter_colors(x, rng, self.photometric)
-        if self.class_weights is None:
-            return x, y
-        return x, y, self.class_weights[y]
+        return (x, y) if self.class_weights is None else (x, y, self.class_weights[y])
 
     def patch_at(self, pid, rng, frames=None):
         """Patch `pid` (frame pid // per_image): float32 (h, w, C), uint8 (h, w).
@@ -265,8 +266,7 @@ def _check_scale(scale, grid):
 
 def _check_class_uniform(fraction, grid):
     """The fraction as a float in [0, 1]; > 0 only for random crops (grid=None)."""
-    fraction = float(fraction)
-    if not 0 <= fraction <= 1:
+    if not 0 <= (fraction := float(fraction)) <= 1:
         raise ValueError(f"class_uniform must be in [0, 1]. Received: class_uniform={fraction}")
     if fraction and grid:
         raise ValueError(f"class_uniform applies to random crops (grid=None). "

@@ -98,10 +98,11 @@ def first_batches(train, val, max_steps):
     """`(train, val)` cut to their first `max_steps` and `max(1, max_steps // 4)` batches
     (kseg fit's `max_steps`, for benchmarks and quick checks); both unchanged for None.
 
-    Cut here rather than with fit's steps_per_epoch / validation_steps, so that a capped
-    epoch goes through its iterators as a whole one does: with validation_steps, Keras
-    tore down a partly read validation iterator at every evaluate (stalls of 10-40 s
-    on the 2-core CPU), which whole epochs never do (docs/benchmarks.md, run G).
+    Cut here rather than with fit's validation_steps, so that a capped epoch goes
+    through its iterators as a whole one does: with validation_steps, Keras tore down a
+    partly read validation iterator at every evaluate (stalls of 10-40 s on the 2-core
+    CPU), which whole epochs never do (docs/benchmarks.md, run G). The cut training
+    data then runs through RunBatches like the whole one.
     """
     if not max_steps:
         return train, val
@@ -111,7 +112,7 @@ def first_batches(train, val, max_steps):
 class BatchView(keras.utils.PyDataset):
     """A PyDataset made of `dataset`'s batches (a PatchDataset, or another view): it keeps
     the dataset's loader settings and passes the epoch on, so batches stay a function of
-    (seed, epoch, index). Subclasses define __len__ and __getitem__."""
+    (seed, epoch, index). Subclasses define __len__ and batch(epoch, index)."""
 
     def __init__(self, dataset):
         # PyDataset's own `workers` counts loader threads: keep the dataset's.
@@ -119,15 +120,22 @@ class BatchView(keras.utils.PyDataset):
                          max_queue_size=dataset.max_queue_size)
         self.dataset = dataset
 
+    @property
+    def epoch(self):
+        return self.dataset.epoch
+
     def set_epoch(self, epoch):
         self.dataset.set_epoch(epoch)
 
     def on_epoch_end(self):
         self.dataset.on_epoch_end()
 
+    def __getitem__(self, index):
+        return self.batch(self.epoch, index)
+
 
 class _FirstBatches(BatchView):
-    """The first `n` batches of `dataset`, in its order for the current epoch."""
+    """The first `n` batches of `dataset`, in its order for each epoch."""
 
     def __init__(self, dataset, n):
         super().__init__(dataset)
@@ -136,7 +144,36 @@ class _FirstBatches(BatchView):
     def __len__(self):
         return self.batches
 
-    def __getitem__(self, index):
+    def batch(self, epoch, index):
         if index >= self.batches:
             raise IndexError(f"batch {index} of {self.batches}")
-        return self.dataset[index]
+        return self.dataset.batch(epoch, index)
+
+
+class RunBatches(BatchView):
+    """Every training batch of a run, epoch after epoch, as one endless dataset: batch i
+    is batch i % n of epoch first_epoch + i // n (n = len(dataset)). Keras is given
+    steps_per_epoch = n and then reads it through one iterator for the whole fit.
+
+    Why: given a finite dataset, Keras opens a new tf.data iterator at each epoch's end
+    and another at the next one's start, and drops the old ones. On a 2-core CPU
+    dropping them cost 2.7-4.9 s at epoch starts (docs/benchmarks.md, "epoch-start
+    stall"). Endless, not n x epochs long: Keras' loader threads (workers >= 2) restart
+    a finite dataset's indices at every epoch, an endless one's never. Read-ahead past
+    the last epoch builds a few batches that are never trained on.
+    """
+
+    def __init__(self, dataset, first_epoch):
+        super().__init__(dataset)
+        self.first_epoch, self.steps = int(first_epoch), len(dataset)
+
+    @property
+    def num_batches(self):
+        return None  # endless: Keras needs steps_per_epoch
+
+    def on_epoch_end(self):
+        pass  # each batch carries its epoch; RunRecorder's set_epoch keeps dataset.epoch right
+
+    def __getitem__(self, index):
+        epoch, index = divmod(int(index), self.steps)
+        return self.dataset.batch(self.first_epoch + epoch, index)

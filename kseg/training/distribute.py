@@ -188,8 +188,8 @@ class _WorkerSlice(BatchView):
     def __len__(self):
         return self.batches
 
-    def __getitem__(self, index):
-        batch = self.dataset[index]
+    def batch(self, epoch, index):
+        batch = self.dataset.batch(epoch, index)
         rows = len(batch[0]) // self.parts  # this worker's rows of a (B, h, w, ...) batch
         return tuple(b[self.part * rows:(self.part + 1) * rows] for b in batch)
 

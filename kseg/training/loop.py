@@ -169,6 +169,8 @@ def _callbacks(cfg, run, state, history, train_data, steps, progress):
 
 def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
     """model.fit under StopSignals; every way out leaves state.json saying how it ended."""
+    from kseg.training.data import RunBatches
+
     guard, bar = callbacks[0], callbacks[-1]
     recorder = next(c for c in callbacks if isinstance(c, RunRecorder))
     with StopSignals() as signals:
@@ -176,7 +178,9 @@ def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
         try:
             # shuffle=False: PatchDataset shuffles itself from (seed, epoch). Keras' own batch
             # shuffle draws from the global RNG, whose position differs after a resume.
-            model.fit(train_data, validation_data=val_data, epochs=cfg.epochs, initial_epoch=initial_epoch,
+            # RunBatches: one iterator for the whole fit (see its docstring).
+            model.fit(RunBatches(train_data, initial_epoch), steps_per_epoch=len(train_data),
+                      validation_data=val_data, epochs=cfg.epochs, initial_epoch=initial_epoch,
                       callbacks=callbacks, verbose=0, shuffle=False)
         except Interrupted as exc:
             run.write_state(recorder.state.stop("interrupted", f"stopped by {exc}"))
