@@ -156,9 +156,8 @@ class RunBatches(BatchView):
     steps_per_epoch = n and then reads it through one iterator for the whole fit.
 
     Why: given a finite dataset, Keras opens a new tf.data iterator at each epoch's end
-    and another at the next one's start, and drops the old ones. On a 2-core CPU
-    dropping them cost 2.7-4.9 s at epoch starts (docs/benchmarks.md, "epoch-start
-    stall"). Endless, not n x epochs long: Keras' loader threads (workers >= 2) restart
+    and another at the next one's start, and drops the old ones. On a 2-core Intel
+    Xeon that stalled epoch starts by 7-48 s (docs/benchmarks.md, run I). Endless, not n x epochs long: Keras' loader threads (workers >= 2) restart
     a finite dataset's indices at every epoch, an endless one's never. Read-ahead past
     the last epoch builds a few batches that are never trained on.
     """
