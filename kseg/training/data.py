@@ -157,9 +157,10 @@ class RunBatches(BatchView):
 
     Why: given a finite dataset, Keras opens a new tf.data iterator at each epoch's end
     and another at the next one's start, and drops the old ones. On a 2-core Intel
-    Xeon that stalled epoch starts by 7-48 s (docs/benchmarks.md, run I). Endless, not n x epochs long: Keras' loader threads (workers >= 2) restart
-    a finite dataset's indices at every epoch, an endless one's never. Read-ahead past
-    the last epoch builds a few batches that are never trained on.
+    Xeon that stalled epoch starts by 7-48 s (docs/benchmarks.md, run I). Endless, not
+    n x epochs long: Keras' loader threads (workers >= 2) restart a finite dataset's
+    indices at every epoch, an endless one's never. Read-ahead past the last epoch
+    builds a few batches that are never trained on.
     """
 
     def __init__(self, dataset, first_epoch):
@@ -169,9 +170,6 @@ class RunBatches(BatchView):
     @property
     def num_batches(self):
         return None  # endless: Keras needs steps_per_epoch
-
-    def on_epoch_end(self):
-        pass  # each batch carries its epoch; RunRecorder's set_epoch keeps dataset.epoch right
 
     def __getitem__(self, index):
         epoch, index = divmod(int(index), self.steps)
