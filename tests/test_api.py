@@ -174,8 +174,20 @@ def test_precision_auto_picks_native_bfloat16(flags, gpus_found, expected):
     assert pick_jit(None, [], "jax")[0] is None  # JAX always compiles
 
 
+def test_jit_auto_stays_off_on_cpus_and_says_when_jit_would_pay():
+    """Run J: without oneDNN (AVX2 CPUs) XLA trains U-Net faster, so the reason names
+    --jit there; with oneDNN it names oneDNN; a GPU turns XLA on whatever oneDNN says."""
+    from kseg.training.hardware import pick_jit
+
+    without, with_onednn = pick_jit(None, [], onednn=False), pick_jit(None, [], onednn=True)
+    assert without[0] is False and "--jit" in without[1] and "U-Net" in without[1]
+    assert with_onednn[0] is False and "--jit" not in with_onednn[1] and "oneDNN" in with_onednn[1]
+    assert pick_jit(None, [("NVIDIA H100", (9, 0))], onednn=False)[0] is True
+    assert pick_jit(True, [], onednn=True) == (True, "asked for")
+
+
 def test_the_choice_is_printed_and_recorded(api_run):
-    from kseg.training.environment import cpu_info
+    from kseg.training.environment import cpu_info, onednn
     from kseg.training.hardware import pick_precision
 
     run, _ = api_run
@@ -183,3 +195,5 @@ def test_the_choice_is_printed_and_recorded(api_run):
     assert run.config["precision"] == "auto"
     assert chosen["precision"] == pick_precision("auto", cpu_info()["flags"], [])[0]
     assert chosen["jit"] is False and "CPU" in chosen["jit_reason"]
+    assert run.env["onednn"] is onednn() and isinstance(onednn(), bool)  # TensorFlow: known
+    assert ("--jit" in chosen["jit_reason"]) is (not onednn())

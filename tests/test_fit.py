@@ -224,6 +224,27 @@ def test_jit_really_compiles_with_xla_and_refuses_determinism(data_dir, tmp_path
     assert "Traceback" not in result.output
 
 
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's tf.function retracing")
+def test_a_fit_traces_its_train_step_once(data_dir, tmp_path, monkeypatch):
+    """Keras' TensorFlow trainer creates the optimizer's and the metrics' variables in the
+    train step's first trace, and TensorFlow then traces the step again (run J: 28 s of
+    a U-Net fit's start-up). kseg builds them first: one trace per fit, fresh or resumed;
+    without build_training_state the same fit traces twice."""
+    from keras.src.backend.tensorflow import trainer
+
+    from kseg.training import loop
+
+    traces, real = [], trainer.TensorFlowTrainer.train_step
+    monkeypatch.setattr(trainer.TensorFlowTrainer, "train_step",
+                        lambda self, data: traces.append(1) or real(self, data))
+    assert fit(data_dir, tmp_path / "runs", "--epochs", "2").exit_code == 0
+    assert fit(data_dir, tmp_path / "runs", "--epochs", "3").exit_code == 0  # resumed from last.keras
+    assert len(traces) == 2  # one per fit
+    monkeypatch.setattr(loop, "build_training_state", lambda model, patch: None)
+    assert fit(data_dir, tmp_path / "old", "--epochs", "1").exit_code == 0
+    assert len(traces) == 4
+
+
 @pytest.mark.parametrize("options", [
     ["--loss", "ce+dice"],
     ["--loss", "lovasz", "--class-weights"],

@@ -62,7 +62,22 @@ def environment(fingerprint=None, **extra):
     return {"kseg": __version__, "keras": keras.__version__, "backend": backend,
             "backend_version": backend_version, "numpy": numpy.__version__,
             "python": sys.version.split()[0], "platform": platform.platform(), "cpu": cpu_info(),
-            "devices": _devices(backend), "data_fingerprint": fingerprint, **extra}
+            "onednn": onednn(backend), "devices": _devices(backend), "data_fingerprint": fingerprint,
+            **extra}
+
+
+def onednn(backend="tensorflow"):
+    """Whether TensorFlow runs oneDNN's CPU kernels: by default only on CPUs with
+    AVX512_VNNI, AVX512_BF16 or AMX (TF_ENABLE_ONEDNN_OPTS overrides). It decides
+    whether XLA wins on a CPU (docs/benchmarks.md, run J). None off TensorFlow."""
+    if backend != "tensorflow":
+        return None
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+
+        return bool(_pywrap_util_port.IsMklEnabled())
+    except Exception:  # a private module: an informational field must never stop training
+        return None
 
 
 def _devices(backend):

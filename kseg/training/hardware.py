@@ -4,7 +4,9 @@ Measured on this project's 2-core AMD EPYC with AVX-512 BF16 (issue 12's table):
 U-Net train step runs 1.34x faster in mixed_bfloat16 than in float32, and XLA makes it
 0.8x (XLA's CPU path loses oneDNN); on an AVX2 CPU without bfloat16 units mixed
 precision ran 6-10x slower (docs/benchmarks.md). Hence bfloat16 only where the
-hardware has it natively, and XLA only on GPUs.
+hardware has it natively. XLA stays off on every CPU: where TensorFlow runs without
+oneDNN (AVX2 CPUs) it trains U-Net 1.27x faster but DeepLabV3 2.4x slower (run J), and
+under XLA `kseg fit` gives up op determinism; the reason printed says so.
 """
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -44,8 +46,9 @@ def pick_precision(requested, cpu_flags, gpu_list):
     return "float32", "auto: this CPU has no native bfloat16"
 
 
-def pick_jit(requested, gpu_list, backend="tensorflow"):
-    """`(jit, reason)`: XLA on GPUs, off on CPUs (where it loses oneDNN), unless asked.
+def pick_jit(requested, gpu_list, backend="tensorflow", onednn=True):
+    """`(jit, reason)`: XLA on GPUs, off on CPUs, unless asked. `onednn`: whether
+    TensorFlow runs oneDNN's kernels here (environment.onednn), which XLA gives up.
 
     Only TensorFlow has that choice: JAX always compiles (jit_compile=False would run
     eagerly) and Keras' torch backend does not compile; both keep Keras' "auto" (None).
@@ -56,7 +59,10 @@ def pick_jit(requested, gpu_list, backend="tensorflow"):
         return None, f"auto: Keras' default for {backend}"
     if gpu_list:
         return True, "auto: a GPU is visible"
-    return False, "auto: XLA is slower than oneDNN on CPUs"
+    if onednn is False:  # run J: U-Net 1.27x faster with XLA, DeepLabV3 2.4x slower
+        return False, ("auto: off on CPUs; without oneDNN, as here, --jit trains U-Net about 1.3x "
+                       "faster (not DeepLabV3) but without op determinism")
+    return False, "auto: off on CPUs, where XLA is slower than oneDNN's kernels"
 
 
 def choose(cfg):
@@ -65,10 +71,10 @@ def choose(cfg):
 
     import keras
 
-    from kseg.training.environment import cpu_info
+    from kseg.training.environment import cpu_info, onednn
 
-    found = gpus()
+    found, backend = gpus(), keras.backend.backend()
     precision, why_precision = pick_precision(cfg.precision, cpu_info()["flags"], found)
-    jit, why_jit = pick_jit(cfg.jit, found, keras.backend.backend())
+    jit, why_jit = pick_jit(cfg.jit, found, backend, onednn(backend))
     choice = {"precision": precision, "precision_reason": why_precision, "jit": jit, "jit_reason": why_jit}
     return dataclasses.replace(cfg, precision=precision, jit=jit), choice
