@@ -227,7 +227,7 @@ def test_jit_really_compiles_with_xla_and_refuses_determinism(data_dir, tmp_path
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="TensorFlow's tf.function retracing")
 def test_a_fit_traces_its_train_step_once(data_dir, tmp_path, monkeypatch):
     """Keras' TensorFlow trainer creates the optimizer's and the metrics' variables in the
-    train step's first trace, and TensorFlow then traces the step again (run J: 28 s of
+    train step's first trace, and TensorFlow then traces the step again (run J: 27 s of
     a U-Net fit's start-up). kseg builds them first: one trace per fit, fresh or resumed;
     without build_training_state the same fit traces twice."""
     from keras.src.backend.tensorflow import trainer
