@@ -229,7 +229,7 @@ def test_a_fit_traces_its_train_step_once(data_dir, tmp_path, monkeypatch):
     """Keras' TensorFlow trainer creates the optimizer's and the metrics' variables in the
     train step's first trace, and TensorFlow then traces the step again (run J: 27 s of
     a U-Net fit's start-up). kseg builds them first: one trace per fit, fresh or resumed;
-    without build_training_state the same fit traces twice."""
+    without build_training_state the same fit traces twice, and trains alike."""
     from keras.src.backend.tensorflow import trainer
 
     from kseg.training import loop
@@ -243,6 +243,8 @@ def test_a_fit_traces_its_train_step_once(data_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "build_training_state", lambda model, patch: None)
     assert fit(data_dir, tmp_path / "old", "--epochs", "1").exit_code == 0
     assert len(traces) == 4
+    first = [read_history(RunDir(tmp_path / d / TINY))[0] for d in ("runs", "old")]
+    assert first[0]["loss"] == first[1]["loss"] and first[0]["val_loss"] == first[1]["val_loss"]
 
 
 @pytest.mark.parametrize("options", [
