@@ -18,13 +18,7 @@ import sys
 import numpy as np
 
 from kseg.bench.timing import timed_calls
-from kseg.training.environment import cpu_info
-
-
-def onednn_on():
-    from tensorflow.python.util import _pywrap_util_port
-
-    return bool(_pywrap_util_port.IsMklEnabled())
+from kseg.training.environment import cpu_info, onednn
 
 
 def train_step(arch, jit, x, y):
@@ -49,7 +43,7 @@ def main(arch="unet", steps=6):
     xla_b, plain_b = timed_calls(xla, steps - half, warmup=1, paired=eager)  # XLA first
     plain, fast = plain_a + plain_b, xla_a + xla_b
     ratios = [p / f for p, f in zip(plain, fast, strict=True)]
-    print(json.dumps({"arch": arch, "cpu": cpu_info(), "onednn": onednn_on(),
+    print(json.dumps({"arch": arch, "cpu": cpu_info(), "onednn": onednn(),
                       "no_xla_s": [round(t, 3) for t in plain], "xla_s": [round(t, 3) for t in fast],
                       "no_xla_patches_per_s": round(16 / statistics.median(plain), 2),
                       "xla_patches_per_s": round(16 / statistics.median(fast), 2),

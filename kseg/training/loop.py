@@ -139,11 +139,12 @@ def build_training_state(model, patch):
 
     Keras' TensorFlow trainer leaves them to the first trace of the train step unless a
     distribution strategy is set, and a tf.function whose first trace created variables
-    is traced again: every fit traced its train step twice (U-Net: 27 s more start-up
-    on the AVX2 CPU of run J, SegFormer-B0 39 s). This is Keras' own symbolic build, as
-    it runs under a strategy: shapes only, no data read, no step run. The shapes are a
-    training batch's, (1, patch, patch, C) images and (1, patch, patch) uint8 labels
-    (some layers cannot be built for unknown sides), or the model's own fixed sides.
+    is traced again: every fit traced its train step twice (more start-up on the AVX2
+    CPU of run J: U-Net 23-27 s, DeepLabV3 31 s, SegFormer-B0 39 s). This is Keras' own
+    symbolic build, as it runs under a strategy: shapes only, no data read, no step run.
+    The shapes are a training batch's, (1, patch, patch, C) images and (1, patch, patch)
+    uint8 labels (some layers cannot be built for unknown sides), or the model's own
+    fixed sides.
     """
     import keras
 
