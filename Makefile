@@ -51,7 +51,8 @@ $(HUB_STAMP): $(STAMP) examples/kseg-hub/pyproject.toml
 		|| echo "make hub: pip cannot install keras-hub beside this keras/tensorflow; tests/test_kseg_hub.py will skip"
 
 # Not measured by default: CI must stay under 15 minutes, and on a 2-core AVX2 CPU the
-# suite took 1,027 s measured, 955 s unmeasured with two fewer real-network exports.
+# suite took 1,027 s measured, 955 s unmeasured with two fewer real-network exports
+# (602 s after the tests' processes were merged, docs/benchmarks.md run K).
 # `make coverage` measures the test processes and the kseg processes they start;
 # `make test COV="--cov=kseg --cov-report=term"` the test processes alone.
 COV ?=

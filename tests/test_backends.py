@@ -1,8 +1,10 @@
 """The Keras backends besides TensorFlow: PyTorch and JAX train kseg's networks.
 
 Keras fixes its backend when it is first imported, so each backend runs in a fresh
-process (the `run_python` fixture) with KERAS_BACKEND set. A backend that is not
-installed skips with the command that installs it. Sizes are tiny: 64x64 inputs,
+process (the `run_python` fixture) with KERAS_BACKEND set: one process per backend does
+all of this file's work on it, since each pays about 10 s of CPU importing Keras and
+TensorFlow before it starts. A backend that is not installed skips with the command that
+installs it. Sizes are tiny: 64x64 inputs,
 narrow decoders (the encoders are the real ResNet-34 and Xception), 2 images.
 """
 
@@ -12,6 +14,7 @@ import math
 import os
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -37,6 +40,7 @@ UNET = ("unet", "ce+lovasz", None, {"decoder_filters": (16, 8, 8, 8, 8)})
 DEEPLABV3 = ("deeplabv3", "ce+dice", [1.0, 2.0, 0.5], {"aspp_filters": 16})
 DEEPLABV3PLUS = ("deeplabv3plus", "ce+lovasz", [1.0, 2.0, 0.5],
                  {"aspp_filters": 16, "low_level_filters": 8, "decoder_filters": 16})
+# Every other registered network gets one jitted forward pass, at its default width.
 CASES = {"torch": [UNET, DEEPLABV3, DEEPLABV3PLUS], "jax": [UNET, DEEPLABV3]}
 # The loss of the step against the loss function called eagerly on the same forward pass:
 # on torch only, where eager is cheap; eager JAX compiles every op (8 s for U-Net), and
@@ -75,7 +79,13 @@ for i, (arch, loss, weights, kwargs) in enumerate(CASES):
     out[arch] = {"shape": list(logits.shape), "dtype": str(logits.dtype),
                  "finite": bool(np.isfinite(logits).all()),
                  "logs": {k: float(v) for k, v in logs.items()}, "expected": expected, "still": still}
-print(json.dumps(out))
+import kseg
+
+out["forward"] = {}
+for name in [n for n in kseg.list_models() if n not in out]:  # the installed networks (entry points)
+    y = kseg.create_model(name, num_classes=K).predict(np.full((1, S, S, 3), 128, "float32"), verbose=0)
+    out["forward"][name] = {"shape": list(y.shape), "dtype": str(y.dtype),
+                            "finite": bool(np.isfinite(y).all()), "std": float(y.std())}
 """
 
 # `kseg fit` through the CLI on the tiny test network, then best.keras loaded back on the
@@ -92,6 +102,7 @@ main.main(args, prog_name="kseg", standalone_mode=False)
 model = keras.saving.load_model({best!r}, compile=False)
 x = np.load({x!r})
 np.save({y!r}, keras.ops.convert_to_numpy(model.predict(x, verbose=0)))
+print(json.dumps(out))
 """
 
 
@@ -100,12 +111,30 @@ def _require(backend):
         pytest.skip(f"{backend} is not installed here; install it with {INSTALL[backend]}")
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_networks_forward_and_train_step(backend, run_python):
+@pytest.fixture(scope="module", params=BACKENDS)
+def on_backend(request, data_dir, tmp_path_factory, run_python):
+    """STEP, then FIT, in one process on the backend: a namespace of the backend, STEP's
+    output, FIT's RunDir, the input x FIT's best.keras predicted on and the file of its logits."""
+    from kseg.runs import RunDir
+
+    backend = request.param
     _require(backend)
-    code = f"CASES = {CASES[backend]!r}\nCHECK_LOSS = {EAGER_LOSS_CHECK[backend]}\n{STEP}"
-    out = json.loads(run_python(code, backend=backend, env=ENV[backend]).strip().splitlines()[-1])
+    tmp = tmp_path_factory.mktemp(backend)
+    got = SimpleNamespace(backend=backend, run=RunDir(tmp / "runs" / "tiny_test"), y_path=tmp / "y.npy",
+                          x=np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype("float32"))
+    np.save(tmp / "x.npy", got.x)
+    fit = FIT.format(data=str(data_dir), runs=str(tmp / "runs"), best=str(got.run.best_path),
+                     x=str(tmp / "x.npy"), y=str(got.y_path))
+    code = f"CASES = {CASES[backend]!r}\nCHECK_LOSS = {EAGER_LOSS_CHECK[backend]}\n{STEP}\n{fit}"
+    path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
+    stdout = run_python(code, backend=backend, env={**ENV[backend], "PYTHONPATH": path}, timeout=600)
+    got.out = json.loads(stdout.strip().splitlines()[-1])
+    return got
+
+
+@pytest.mark.slow
+def test_networks_forward_and_train_step(on_backend):
+    backend, out = on_backend.backend, on_backend.out
     assert out["backend"] == backend
     for arch, *_ in CASES[backend]:
         got = out[arch]
@@ -126,21 +155,22 @@ def test_networks_forward_and_train_step(backend, run_python):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_cli_fit_and_keras_file_work_across_backends(backend, data_dir, tmp_path, run_python):
-    _require(backend)
+def test_every_registered_network_runs_forward(on_backend):
+    """The networks not trained above, at their default width: float32 logits that vary.
+    The process sees the installed networks (entry points), not ones this process registered."""
+    backend, out = on_backend.backend, on_backend.out
+    trained = {arch for arch, *_ in CASES[backend]}
+    assert trained | set(out["forward"]) >= {"unet", "deeplabv3", "deeplabv3plus"}
+    for name, got in out["forward"].items():
+        assert got["shape"] == [1, 64, 64, 3] and got["dtype"] == "float32", name
+        assert got["finite"] and got["std"] > 0, name
+
+
+@pytest.mark.slow
+def test_cli_fit_and_keras_file_work_across_backends(on_backend):
     import keras
 
-    from kseg.runs import RunDir
-
-    x = np.random.default_rng(1).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
-    np.save(tmp_path / "x.npy", x)
-    run = RunDir(tmp_path / "runs" / "tiny_test")
-    code = FIT.format(data=str(data_dir), runs=str(tmp_path / "runs"), best=str(run.best_path),
-                      x=str(tmp_path / "x.npy"), y=str(tmp_path / "y.npy"))
-    path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
-    run_python(code, backend=backend, env={**ENV[backend], "PYTHONPATH": path})
-
+    backend, run, x = on_backend.backend, on_backend.run, on_backend.x
     env = json.loads(run.env_path.read_text())
     assert env["backend"] == backend and env["chosen"]["precision"] == "float32"
     rows = run.history_path.read_text().splitlines()
@@ -148,6 +178,6 @@ def test_cli_fit_and_keras_file_work_across_backends(backend, data_dir, tmp_path
     assert all(math.isfinite(float(v)) for v in rows[1].split(",")[1:])
     # The .keras file written on `backend` predicts the same on TensorFlow (this process).
     model = keras.saving.load_model(run.best_path, compile=False)
-    expected = np.load(tmp_path / "y.npy")
+    expected = np.load(on_backend.y_path)
     assert expected.shape == (1, 32, 32, 11)  # logits of the synthetic scenes' 11 CamVid classes
     np.testing.assert_allclose(np.asarray(model.predict(x, verbose=0)), expected, rtol=1e-4, atol=1e-4)

@@ -1,8 +1,8 @@
 """kseg.training.distribute: one train step on 2 CPU replicas equals the same step on 1 device,
 `kseg fit --distribute` end to end on 2 CPU devices, and the topology it reports.
 
-The step and CLI checks run in a fresh process, because the device count is fixed at
-start-up: TensorFlow splits its CPU into 2 logical devices, JAX gets 2 host devices from
+The step and CLI checks of a backend run in one fresh process, because the device count is
+fixed at start-up: TensorFlow splits its CPU into 2 logical devices, JAX gets 2 host devices from
 XLA_FLAGS (two worker processes: tests/test_multiworker.py). In the step check the model
 is tiny, the global batch is 4 (2 per replica), the optimizer is SGD, so the updated
 weights differ only if the gradients do.
@@ -59,14 +59,45 @@ def step(void):
     out["moved"] = max(float(np.abs(a - b).max()) for a, b in zip(w0, model.get_weights()))
     return out
 
-print(json.dumps({"clean": step(False), "void": step(True)}))
+out = {"clean": step(False), "void": step(True)}
+# Then the real `kseg fit --distribute` (CLI) in the same process, on the same 2 devices.
+import kseg_tiny
+from kseg.cli.main import main
+
+main.main([*FIT, "--data", DATA, "--runs", RUNS], prog_name="kseg", standalone_mode=False)
+print(json.dumps(out))
 """
 
 
-def _steps(run_python, backend):
+@pytest.fixture(scope="module")
+def two_devices(data_dir, tmp_path_factory):
+    """`get(backend) -> (STEP's results, the process's stdout, the fit's RunDir)`: one fresh
+    process per backend (the device count is fixed at start-up) for the step check and the
+    CLI fit, made on first use."""
+    done = {}
+
+    def get(backend):
+        if backend not in done:
+            if backend == "jax":
+                pytest.importorskip("jax")
+            runs = tmp_path_factory.mktemp(f"runs-{backend}")
+            env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
+            for key in ("TF_CONFIG", "KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+                env.pop(key, None)  # a cluster of the calling shell must not leak in
+            env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # JAX's 2; STEP splits TF's CPU
+            code = f"FIT, DATA, RUNS = {FIT!r}, {str(data_dir)!r}, {str(runs)!r}\n{STEP}"
+            proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                  timeout=300)
+            assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+            done[backend] = (_steps(proc.stdout), proc.stdout, RunDir(runs / "tiny_test"))
+        return done[backend]
+
+    return get
+
+
+def _steps(stdout):
     """{"clean": (loss 1 device, loss 2 replicas, max weight difference), "void": ...}."""
-    env = {"XLA_FLAGS": "--xla_force_host_platform_device_count=2"} if backend == "jax" else {}
-    stdout = run_python(STEP, backend=backend, env=env)
     results = {}
     for case, out in json.loads(stdout.strip().splitlines()[-1]).items():
         one, two = out["False"], out["True"]
@@ -86,8 +117,8 @@ def _flat(a, b):
         yield a, b
 
 
-def test_tensorflow_mirrored_two_replicas(run_python):
-    results = _steps(run_python, "tensorflow")
+def test_tensorflow_mirrored_two_replicas(two_devices):
+    results = two_devices("tensorflow")[0]
     loss1, loss2, diff = results["clean"]
     assert loss2 == pytest.approx(loss1, rel=1e-5)
     assert diff < 1e-5
@@ -98,10 +129,10 @@ def test_tensorflow_mirrored_two_replicas(run_python):
     assert loss2 == pytest.approx(loss1, rel=2e-2)
 
 
-def test_jax_data_parallel_two_devices(run_python):
+def test_jax_data_parallel_two_devices(two_devices):
     # JAX shards one global computation: the mean over non-void pixels stays global,
     # so even uneven void gives the single-device step.
-    for case, (loss1, loss2, diff) in _steps(run_python, "jax").items():
+    for case, (loss1, loss2, diff) in two_devices("jax")[0].items():
         assert loss2 == pytest.approx(loss1, rel=1e-5), case
         assert diff < 1e-5, case
 
@@ -109,36 +140,19 @@ def test_jax_data_parallel_two_devices(run_python):
 # --- kseg fit --distribute through the CLI, and the topology it reports ----------------
 
 TESTS = Path(__file__).parent
-SPLIT_CPU = """
-import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-"""
 FIT = ["fit", "tiny_test", "--patch", "32", "--grid", "2x2", "--batch-size", "4", "--epochs", "1", "--plain",
        "--distribute"]  # fmt: skip
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["tensorflow", "jax"])
-def test_fit_distribute_on_two_cpu_devices_through_the_cli(backend, data_dir, tmp_path):
-    # The real `kseg fit` in its own process: the device count is fixed at start-up.
-    if backend == "jax":
-        pytest.importorskip("jax")
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
-    for key in ("TF_CONFIG", "KERAS_DISTRIBUTION_JOB_ADDRESSES"):
-        env.pop(key, None)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # JAX's 2 devices; TF splits below
-    code = (SPLIT_CPU if backend == "tensorflow" else "") + "import kseg_tiny; kseg_tiny.main()"
-    argv = [sys.executable, "-c", code, *FIT, "--data", str(data_dir), "--runs", str(tmp_path)]
-    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-
+def test_fit_distribute_on_two_cpu_devices_through_the_cli(backend, two_devices):
+    # The real `kseg fit`, in the process of the step check: the device count is fixed at start-up.
+    _, stdout, run = two_devices(backend)
     strategy = {"tensorflow": "MirroredStrategy", "jax": "DataParallel"}[backend]
     line = f"distribute: {strategy} ({backend}), worker 0 of 1, 2 replica(s) per worker (2 in all), " \
            "global batch 4 = 2 per replica"
-    assert line in proc.stdout
-    run = RunDir(tmp_path / "tiny_test")
+    assert line in stdout
     assert (run.state.status, run.state.epoch) == ("finished", 1)
     assert run.last_path.is_file() and len(run.history()) == 1
     topo = run.env["distribute"]
