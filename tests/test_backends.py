@@ -82,10 +82,11 @@ for i, (arch, loss, weights, kwargs) in enumerate(CASES):
 import kseg
 
 out["forward"] = {}
-for name in [n for n in kseg.list_models() if n not in out]:  # the installed networks (entry points)
-    y = kseg.create_model(name, num_classes=K).predict(np.full((1, S, S, 3), 128, "float32"), verbose=0)
-    out["forward"][name] = {"shape": list(y.shape), "dtype": str(y.dtype),
-                            "finite": bool(np.isfinite(y).all()), "std": float(y.std())}
+trained = [arch for arch, *_ in CASES]
+for name in [n for n in kseg.list_models() if n not in trained]:  # the installed networks (entry points)
+    logits = kseg.create_model(name, num_classes=K).predict(np.full((1, S, S, 3), 128, "float32"), verbose=0)
+    out["forward"][name] = {"shape": list(logits.shape), "dtype": str(logits.dtype),
+                            "finite": bool(np.isfinite(logits).all()), "std": float(logits.std())}
 """
 
 # `kseg fit` through the CLI on the tiny test network, then best.keras loaded back on the

@@ -7,7 +7,6 @@ must be installed (`make test` does, through `make hub`); without it every test 
 
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -28,14 +27,14 @@ K = 11  # classes of the synthetic scenes (CamVid's, void not counted)
 
 
 @pytest.fixture(scope="module")
-def hub_env(tmp_path_factory):
-    """pip-install the plugin into a private folder; the env that puts it on the path."""
+def plugin_path(tmp_path_factory):
+    """pip-install the plugin into a private folder; that folder, for PYTHONPATH."""
     target = tmp_path_factory.mktemp("site")
     cmd = [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index",
            "--target", str(target), str(PLUGIN)]
     subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path_factory.mktemp("build"), timeout=300)
     assert list(target.glob("kseg_hub-*.dist-info/entry_points.txt")), "pip installed no entry points"
-    return dict(os.environ, PYTHONPATH=str(target), KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3")
+    return str(target)
 
 
 @pytest.fixture(scope="module")
@@ -59,8 +58,7 @@ FITS = {
 # then the local-preset checks (PRESETS). One process, not five: each fresh one pays
 # 10-15 s of CPU importing TensorFlow, Keras and keras-hub before it does anything.
 SESSION = """
-import json, sys
-import numpy as np
+import json
 from click.testing import CliRunner
 from kseg.cli.main import main
 
@@ -80,6 +78,7 @@ for arch, args in {fits!r}.items():
 # U-Net's encoder and its input scaling; hub names never download.
 PRESETS = """
 import keras_hub, kseg
+import numpy as np
 from kseg.errors import KsegError
 from kseg_hub.build import MIT_COMMON, RESNET_COMMON
 
@@ -110,12 +109,12 @@ print(json.dumps(out))
 
 
 @pytest.fixture(scope="module")
-def session(hub_env, data, tmp_path_factory, run_python):
+def session(plugin_path, data, tmp_path_factory, run_python):
     """`(runs, {"models": [code, output], "fits": {arch: [code, output]}, "presets": [lines]})`."""
     runs, presets = tmp_path_factory.mktemp("runs"), tmp_path_factory.mktemp("presets")
     code = (SESSION.format(fits=FITS, data=str(data), runs=str(runs))
             + PRESETS.format(mit=str(presets / "mit"), resnet=str(presets / "resnet")))
-    stdout = run_python(code, env={"PYTHONPATH": hub_env["PYTHONPATH"]}, timeout=900)
+    stdout = run_python(code, env={"PYTHONPATH": plugin_path}, timeout=900)
     return runs, json.loads(stdout.strip().splitlines()[-1])
 
 

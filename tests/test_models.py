@@ -29,8 +29,8 @@ def built():
     return get
 
 
-def image_batch(seed=0, side=SIDE):
-    return np.random.default_rng(seed).uniform(0, 255, (1, side, side, 3)).astype("float32")
+def image_batch(seed=0, height=SIDE, width=SIDE):
+    return np.random.default_rng(seed).uniform(0, 255, (1, height, width, 3)).astype("float32")
 
 
 @pytest.mark.parametrize("name", kseg.list_models())
@@ -66,7 +66,7 @@ def bare_process_logits(built, tmp_path_factory, run_python):
     One process for all of them: each fresh TensorFlow costs seconds to start."""
     folder = tmp_path_factory.mktemp("bare")
     names = kseg.list_models()
-    x = np.random.default_rng(1).uniform(0, 255, (1, SIDE, SIDE + 32, 3)).astype("float32")  # H != W
+    x = image_batch(seed=1, width=SIDE + 32)  # H != W: a swapped axis would show
     np.save(folder / "x.npy", x)
     for name in names:
         built(name).save(folder / f"{name}.keras")
