@@ -6,19 +6,19 @@ import sys
 import textwrap
 
 import pytest
+from processes import child_env
 
 
 def _run_python(code, backend="tensorflow", env=None, timeout=300):
-    """Run `code` in a fresh Python process with KERAS_BACKEND=`backend`; return its stdout.
+    """Run `code` in a fresh Python process (processes.child_env(backend, **env)); return its stdout.
 
     Fails the test with the process's stderr if it exits non-zero.
     """
-    full_env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})}
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
-        env=full_env,
+        env=child_env(backend, **(env or {})),
         timeout=timeout,
     )
     if proc.returncode != 0:

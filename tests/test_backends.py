@@ -11,9 +11,7 @@ narrow decoders (the encoders are the real ResNet-34 and Xception), 2 images.
 import importlib.util
 import json
 import math
-import os
 import re
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -30,7 +28,6 @@ ENV = {
     "torch": {},
     "jax": {"JAX_PLATFORMS": "cpu", "XLA_FLAGS": "--xla_backend_optimization_level=0"},
 }
-TESTS_DIR = Path(__file__).resolve().parent
 
 # The networks each backend trains one step. The encoders are the real ResNet-34 and
 # Xception; decoders are narrow. JAX compiles every train step (7-14 s of CPU each), so it
@@ -127,8 +124,7 @@ def on_backend(request, data_dir, tmp_path_factory, run_python):
     fit = FIT.format(data=str(data_dir), runs=str(tmp / "runs"), best=str(got.run.best_path),
                      x=str(tmp / "x.npy"), y=str(got.y_path))
     code = f"CASES = {CASES[backend]!r}\nCHECK_LOSS = {EAGER_LOSS_CHECK[backend]}\n{STEP}\n{fit}"
-    path = os.pathsep.join(filter(None, [str(TESTS_DIR), os.environ.get("PYTHONPATH")]))
-    stdout = run_python(code, backend=backend, env={**ENV[backend], "PYTHONPATH": path}, timeout=600)
+    stdout = run_python(code, backend=backend, env=ENV[backend], timeout=600)
     got.out = json.loads(stdout.strip().splitlines()[-1])
     return got
 

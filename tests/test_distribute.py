@@ -9,15 +9,14 @@ weights differ only if the gradients do.
 """
 
 import json
-import os
 import subprocess
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import keras
 import numpy as np
 import pytest
+from processes import child_env
 
 from kseg.errors import KsegError
 from kseg.runs import RunDir
@@ -81,11 +80,8 @@ def two_devices(data_dir, tmp_path_factory):
             if backend == "jax":
                 pytest.importorskip("jax")
             runs = tmp_path_factory.mktemp(f"runs-{backend}")
-            env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
-                   "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))}
-            for key in ("TF_CONFIG", "KERAS_DISTRIBUTION_JOB_ADDRESSES"):
-                env.pop(key, None)  # a cluster of the calling shell must not leak in
-            env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"  # JAX's 2; STEP splits TF's CPU
+            # JAX's 2 devices; STEP splits TensorFlow's CPU itself
+            env = child_env(backend, XLA_FLAGS="--xla_force_host_platform_device_count=2")
             code = f"FIT, DATA, RUNS = {FIT!r}, {str(data_dir)!r}, {str(runs)!r}\n{STEP}"
             proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                                   timeout=300)
@@ -139,7 +135,6 @@ def test_jax_data_parallel_two_devices(two_devices):
 
 # --- kseg fit --distribute through the CLI, and the topology it reports ----------------
 
-TESTS = Path(__file__).parent
 FIT = ["fit", "tiny_test", "--patch", "32", "--grid", "2x2", "--batch-size", "4", "--epochs", "1", "--plain",
        "--distribute"]  # fmt: skip
 

@@ -14,17 +14,14 @@ halves from different batches) moves the losses by about 1e-2.
 """
 
 import json
-import os
 import socket
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
+from processes import child_env, tiny_cli
 
 from kseg.runs import RunDir
 
-TESTS = Path(__file__).parent
 TIMEOUT = 300  # seconds per process: a worker waiting for a dead peer must not hang CI
 FIT = ["fit", "tiny_test", "--patch", "32", "--grid", "2x2", "--batch-size", "4", "--epochs", "2",
        "--seed", "0", "--precision", "float32", "--plain"]  # fmt: skip
@@ -65,14 +62,8 @@ def cluster_env(backend, index, ports):
 
 
 def start(backend, data_dir, runs, extra_env=None, distribute=False):
-    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "PYTHONPATH": path, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3",
-           **(extra_env or {})}
-    for key in ("TF_CONFIG", "XLA_FLAGS", "KERAS_DISTRIBUTION_JOB_ADDRESSES"):
-        if key not in (extra_env or {}):
-            env.pop(key, None)  # a cluster of the calling shell must not leak in
-    argv = [*FIT, "--data", str(data_dir), "--runs", str(runs), *(["--distribute"] if distribute else [])]
-    return subprocess.Popen([sys.executable, "-c", "import kseg_tiny; kseg_tiny.main()", *argv], env=env,
+    argv = [*FIT, "--data", data_dir, "--runs", runs, *(["--distribute"] if distribute else [])]
+    return subprocess.Popen(tiny_cli(*argv), env=child_env(backend, **(extra_env or {})),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 

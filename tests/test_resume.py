@@ -5,23 +5,20 @@ with exactly its history (same rows, same numbers: CPU training here is
 deterministic) and a loadable best.keras.
 """
 
-import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import kseg_tiny
 import pytest
 from click.testing import CliRunner
+from processes import child_env, tiny_cli
 
 from kseg.cli import main
 from kseg.runs import HISTORY_COLUMNS, RunDir, RunState
 
 TINY = kseg_tiny.NAME
-TESTS = Path(__file__).parent
 EPOCHS = 6
 # Batch 1 gives 8 steps per epoch; lr 0.05 with patience 1 makes val_loss bounce and
 # the plateau halve the rate mid-run, so a resume that lost its counters shows. The
@@ -45,11 +42,9 @@ def fit(data_dir, runs, epochs=EPOCHS, settings=SETTINGS):
 
 def spawn(data_dir, runs, settings=SETTINGS):
     """A real `kseg fit` process, with the tiny model registered (tests/kseg_tiny.py)."""
-    env = dict(os.environ, PYTHONPATH=str(TESTS), KSEG_CACHE=str(runs / "cache"))
-    code = "import kseg_tiny; kseg_tiny.main()"
     return subprocess.Popen(
-        [sys.executable, "-c", code, *argv(data_dir, runs, settings=settings)],
-        env=env,
+        tiny_cli(*argv(data_dir, runs, settings=settings)),
+        env=child_env(KSEG_CACHE=str(runs / "cache")),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

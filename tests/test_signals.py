@@ -7,23 +7,20 @@ consistent. The runs train the tiny model of tests/kseg_tiny.py on the embedded
 synthetic scenes (no --data), in a private KSEG_CACHE.
 """
 
-import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import kseg_tiny
 import pytest
 from click.testing import CliRunner
+from processes import child_env, tiny_cli
 
 from kseg.cli.main import main
 from kseg.runs import RunDir
 from kseg.training.callbacks import StopSignals
 
 TINY = kseg_tiny.NAME
-TESTS = Path(__file__).parent
 # 32 frames x 4 cells / batch 2: 64 steps an epoch; 50 epochs never end before the signal.
 SETTINGS = ["--patch", "32", "--grid", "2x2", "--batch-size", "2", "--epochs", "50"]
 
@@ -39,9 +36,7 @@ def spawn():
     procs = []
 
     def start(runs, cache):
-        env = dict(os.environ, PYTHONPATH=str(TESTS), KSEG_CACHE=str(cache))
-        code = "import kseg_tiny; kseg_tiny.main()"
-        procs.append(subprocess.Popen([sys.executable, "-c", code, *argv(runs)], env=env,
+        procs.append(subprocess.Popen(tiny_cli(*argv(runs)), env=child_env(KSEG_CACHE=str(cache)),
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
         return procs[-1]
 

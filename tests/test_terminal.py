@@ -10,18 +10,16 @@ import os
 import re
 import select
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import kseg_tiny
 import pytest
 from click.testing import CliRunner
+from processes import child_env, tiny_cli
 
 from kseg.cli.main import main
 
 TINY = kseg_tiny.NAME
-TESTS = Path(__file__).parent
 EPOCHS = 3
 # 2 frames x 4 cells / batch 2: 4 steps an epoch.
 SETTINGS = ["--patch", "32", "--grid", "2x2", "--batch-size", "2", "--epochs", str(EPOCHS)]
@@ -43,10 +41,9 @@ def run_in_terminal(args, timeout=300):
     """Run the kseg CLI (with the tiny model) with stdout and stderr on a pseudo-terminal;
     returns (exit status, everything it wrote, as text)."""
     master, slave = os.openpty()
-    env = {k: v for k, v in os.environ.items()
+    env = {k: v for k, v in child_env(TERM="xterm-256color", COLUMNS="120", LINES="40").items()
            if k not in ("FORCE_COLOR", "NO_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "JPY_PARENT_PID")}
-    env.update(PYTHONPATH=str(TESTS), TERM="xterm-256color", COLUMNS="120", LINES="40")
-    proc = subprocess.Popen([sys.executable, "-c", "import kseg_tiny; kseg_tiny.main()", *args],
+    proc = subprocess.Popen(tiny_cli(*args),
                             stdin=subprocess.DEVNULL, stdout=slave, stderr=slave, env=env,
                             start_new_session=True)
     os.close(slave)  # the child holds it now; reading the master ends with EIO when it exits
