@@ -130,7 +130,16 @@ def test_learning_curves_and_panel_png(tmp_path):
         {"epoch": 2, "loss": 1.5, "val_loss": "", "accuracy": 0.5},
     ]
     path = learning_curves({"unet": rows, "deeplabv3": rows[:1]}, tmp_path / "curves.png")
-    assert iio.imread(path).shape[:2] == (360, 1260)  # 12.6 x 3.6 inches at 100 dpi
+    pixels = iio.imread(path)[..., :3]
+    # 12.6 x (3.6 + one legend row of 0.22) inches at 100 dpi: train, val and two networks
+    assert pixels.shape[:2] == (382, 1260)
+    for color in ("#1f77b4", "#d62728"):  # each network's colour: its curves and legend entry
+        rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)])
+        assert (np.abs(pixels.astype(int) - rgb).sum(-1) < 30).sum() > 20, color
+    # The legend sits below the panels: its band (the bottom 30 px) holds the colours too.
+    assert (np.abs(pixels[-30:].astype(int) - [214, 39, 40]).sum(-1) < 30).any()
+    taller = learning_curves({f"run{i}": rows for i in range(7)}, tmp_path / "seven.png")
+    assert iio.imread(taller).shape[:2] == (426, 1260)  # 9 entries: three legend rows of 4
     rng = np.random.default_rng(0)
     image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
     truth = rng.integers(0, 12, (48, 64), dtype=np.uint8)

@@ -134,31 +134,41 @@ CURVES = (("loss", "Loss (the run's --loss)"), ("accuracy", "Pixel accuracy"), (
 def learning_curves(histories, path, title="Learning curves"):
     """Write loss, accuracy and mIoU per epoch, train (solid) and val (dashed).
 
+    One legend below the panels names each network once (its colour) and the two line
+    styles, so it never covers a curve, however many runs are drawn.
+
     Args:
         histories: {network name: list of history.csv rows (dicts)}, in display order.
             Missing or empty values are skipped, so partial histories still plot.
     """
+    from matplotlib.lines import Line2D
+
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), 3.6), squeeze=False)
-    for i, (name, rows) in enumerate(histories.items()):
-        color = network_color(i)
+    styles = (("-", "train"), ("--", "val"))
+    handles = [Line2D([], [], color="0.35", ls=style, label=kind) for style, kind in styles]
+    handles += [Line2D([], [], color=network_color(i), marker="o", markersize=4, label=name)
+                for i, name in enumerate(histories)]
+    columns = min(len(handles), 4)
+    # 3.6 in for the panels, 0.22 in per legend row: constrained layout puts the
+    # legend outside the axes, below them.
+    height = 3.6 + 0.22 * math.ceil(len(handles) / columns)
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4.2 * len(CURVES), height), squeeze=False,
+                             layout="constrained")
+    for i, rows in enumerate(histories.values()):
         epochs = [_num(r.get("epoch")) for r in rows]
         for ax, (key, _) in zip(axes[0], CURVES, strict=True):
-            for prefix, style, kind in (("", "-", "train"), ("val_", "--", "val")):
+            for prefix, style in (("", "-"), ("val_", "--")):
                 pts = [(e, _num(r.get(prefix + key))) for e, r in zip(epochs, rows, strict=True)]
                 pts = [(e, v) for e, v in pts if e is not None and v is not None]
                 if pts:
-                    x, y = zip(*pts, strict=True)
-                    ax.plot(x, y, style, color=color, marker="o", markersize=3, label=f"{name} {kind}")
+                    ax.plot(*zip(*pts, strict=True), style, color=network_color(i), marker="o", markersize=3)
     for ax, (_, label) in zip(axes[0], CURVES, strict=True):
         ax.set_title(label, fontsize=11)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-        if ax.lines:
-            ax.legend(fontsize=8)
+    fig.legend(handles=handles, loc="outside lower center", ncol=columns, frameon=False, fontsize=9)
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
     return _save(fig, path)
 
 

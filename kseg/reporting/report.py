@@ -57,9 +57,7 @@ def curve_figure(runs, fig_dir):
     histories = {k: v for k, v in histories.items() if v}
     if not histories:
         return None
-    return learning_curves(
-        histories, fig_dir / "learning_curves.png", title="Learning curves (solid: train, dashed: val)"
-    )
+    return learning_curves(histories, fig_dir / "learning_curves.png", title="Learning curves")
 
 
 def sample_figures(runs, fig_dir, count=3, log=print, inference=None):
