@@ -32,7 +32,7 @@ FIGURES = {
         ("dlv3p-cu10", "DeepLabV3+, camvid, 10 epochs, class-uniform 0.5", 0))),
     "accuracy_curves_dlv3_study.png": (
         "study recipe, CamVid train; val = the 4x4 grid of 128 px patches of val/", (
-            ("dlv3-study20", "DeepLabV3, study recipe, 20 epochs", 0),)),
+            ("dlv3-study", "DeepLabV3, study recipe", 0),)),
 }
 
 
