@@ -129,6 +129,8 @@ def sample_panel(image, truth, predictions, spec, path, title=None):
 
 # Learning-curve panels: (history column, axis title); val columns are "val_" + name.
 CURVES = (("loss", "Loss (the run's --loss)"), ("accuracy", "Pixel accuracy"), ("miou", "mIoU"))
+# (history column prefix, line style, legend label) of the two curves of each network.
+LINES = (("", "-", "train"), ("val_", "--", "val"))
 
 
 def learning_curves(histories, path, title="Learning curves"):
@@ -144,8 +146,7 @@ def learning_curves(histories, path, title="Learning curves"):
     from matplotlib.lines import Line2D
 
     plt = _pyplot()
-    styles = (("-", "train"), ("--", "val"))
-    handles = [Line2D([], [], color="0.35", ls=style, label=kind) for style, kind in styles]
+    handles = [Line2D([], [], color="0.35", ls=style, label=kind) for _, style, kind in LINES]
     handles += [Line2D([], [], color=network_color(i), marker="o", markersize=4, label=name)
                 for i, name in enumerate(histories)]
     columns = min(len(handles), 4)
@@ -157,7 +158,7 @@ def learning_curves(histories, path, title="Learning curves"):
     for i, rows in enumerate(histories.values()):
         epochs = [_num(r.get("epoch")) for r in rows]
         for ax, (key, _) in zip(axes[0], CURVES, strict=True):
-            for prefix, style in (("", "-"), ("val_", "--")):
+            for prefix, style, _ in LINES:
                 pts = [(e, _num(r.get(prefix + key))) for e, r in zip(epochs, rows, strict=True)]
                 pts = [(e, v) for e, v in pts if e is not None and v is not None]
                 if pts:
