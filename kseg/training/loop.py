@@ -105,15 +105,17 @@ def _start(run, cfg, dataset, label, pairs, choice, topo=None):
     return session.start_fresh(run, cfg, config, env)
 
 
-def build_model(cfg, spec, run=None, state=None, class_weights=None):
+def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=True):
     """The compiled model of a run: built, then resumed from last.keras or --init-from.
 
-    `class_weights`: (K,) loss weights per class, or None.
+    `class_weights`: (K,) loss weights per class, or None. `fused_norm`: train batch
+    norm with TensorFlow's fused kernel (kseg.training.fused_norm; False: Keras' ops).
     """
     from kseg.losses import build_loss
     from kseg.metrics import training_metrics
     from kseg.training import checkpoints
     from kseg.training.distribute import strategy_scope
+    from kseg.training.fused_norm import fuse_batch_norms
     from kseg.training.seeding import seed_everything
 
     seed_everything(cfg.seed, cfg.deterministic, cfg.jit)
@@ -122,6 +124,8 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None):
         # replicas and workers when read), or each worker logs only its share of the data.
         metrics = training_metrics(spec.num_classes, spec.void)
         model = checkpoints.create(cfg, spec)
+        if fused_norm:
+            fuse_batch_norms(model)
         loss = build_loss(cfg.loss, spec.num_classes, spec.void, class_weights)
         model.compile(optimizer=_optimizer(cfg), loss=loss, metrics=metrics,
                       jit_compile="auto" if cfg.jit is None else cfg.jit)
