@@ -1,6 +1,7 @@
 """kseg.bench.flops by hand, and a tiny smoke run of every `kseg bench` code path (no timings)."""
 
 import json
+import math
 
 import kseg_tiny
 import pytest
@@ -214,3 +215,21 @@ def test_bench_cli_smoke(tmp_path, monkeypatch):
     assert runs["pipeline"]["patches"] == 2 * 16  # 2 frames x a 4x4 grid
     assert {"1", "2"} <= set(runs["pipeline"]["by_workers"]) and runs["pipeline"]["scaling_1_to_2"] > 0
     assert "Targets" in result.output
+
+
+@pytest.mark.slow
+def test_measure_fit_times_a_real_fit_and_its_bare_steps(tmp_path):
+    """kseg.bench.fitrun on the tiny model: a 2-epoch fit capped at 2 steps, then its bare steps."""
+    from kseg.bench.fitrun import measure_fit
+    from kseg.data.synth import write_synthetic
+
+    data = tmp_path / "data"
+    write_synthetic(data, n_train=2, n_val=1, n_test=1, size=(64, 64))
+    fit = measure_fit(kseg_tiny.NAME, data=data, steps=2, runs=tmp_path / "runs", repeats=2)
+    assert (fit["steps"], fit["val_steps"]) == (2, 1)  # 2 frames x 16 cells / 16; 16 val cells
+    assert (fit["study_train_steps"], fit["study_val_steps"]) == (2, 1)
+    assert fit["bare_seconds"] == pytest.approx(2 * fit["train_step_seconds"] + fit["test_step_seconds"])
+    assert fit["epoch_over_bare"] == pytest.approx(fit["epoch_seconds"] / fit["bare_seconds"])
+    # A ratio of two timings: its value is for `make bench`, here only that it was measured.
+    assert math.isfinite(fit["fused_norm_speedup"]) and fit["fused_norm_speedup"] > 0
+    assert (tmp_path / "runs" / kseg_tiny.NAME / "history.csv").exists()

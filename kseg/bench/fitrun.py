@@ -1,10 +1,11 @@
 """A real `kseg fit` against the bare steps it is made of, and its peak memory, for `kseg bench`."""
 
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from kseg.bench.timing import median_seconds, peak_rss_mb
+from kseg.bench.timing import median_seconds, peak_rss_mb, timed_calls
 
 STUDY_EPOCHS = 20  # the study trains 20 epochs (FitConfig.epochs)
 
@@ -23,7 +24,10 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
       * epoch_over_bare: epoch_seconds / bare_seconds, what loading, callbacks and the
         loop add (1.0: nothing);
       * study_epoch_seconds: a whole epoch of this data (every train and val batch),
-        projected as epoch_over_bare x its bare time; study_hours: 20 of them, in hours.
+        projected as epoch_over_bare x its bare time; study_hours: 20 of them, in hours;
+      * fused_norm_speedup: the bare train step with Keras' own batch-norm ops over the
+        step as fit runs it (TensorFlow's fused kernel, kseg.training.fused_norm), the
+        median ratio of steps timed in pairs.
     """
     from kseg.training import hardware
     from kseg.training.data import first_batches, open_data, pick_workers, training_datasets
@@ -43,7 +47,10 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
     train_steps, val_steps = map(len, first_batches(train, val, steps))  # the batches fit ran
     model = build_model(hardware.choose(cfg)[0], dataset.spec)
     (x, y), (xv, yv) = train[0][:2], val[0][:2]
-    train_s = median_seconds(lambda: model.train_on_batch(x, y), repeats)
+    keras_norm = build_model(hardware.choose(cfg)[0], dataset.spec, fused_norm=False)
+    times, keras_times = timed_calls(lambda: model.train_on_batch(x, y), repeats, warmup=2,
+                                     paired=lambda: keras_norm.train_on_batch(x, y))
+    train_s = statistics.median(times)
     test_s = median_seconds(lambda: model.test_on_batch(xv, yv), repeats)
     bare = train_steps * train_s + val_steps * test_s
     study_epoch = epoch_s / bare * (len(train) * train_s + len(val) * test_s)
@@ -54,4 +61,5 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
             "bare_train_patches_per_s": cfg.batch_size / train_s, "bare_seconds": bare,
             "epoch_over_bare": epoch_s / bare, "study_train_steps": len(train), "study_val_steps": len(val),
             "study_epoch_seconds": study_epoch, "study_epochs": STUDY_EPOCHS,
-            "study_hours": STUDY_EPOCHS * study_epoch / 3600}
+            "study_hours": STUDY_EPOCHS * study_epoch / 3600,
+            "fused_norm_speedup": statistics.median(k / t for k, t in zip(keras_times, times, strict=True))}

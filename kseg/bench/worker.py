@@ -42,14 +42,15 @@ def _settings(precision="float32", deterministic=False, threads=None):
 
 def network(arch, patch=128, batch_size=16, steps=5, jit=False, precision="float32",
             deterministic=False, frames=True, num_classes=11, void=11, threads=None,
-            ceiling_shape=CEILING_SHAPE):
+            ceiling_shape=CEILING_SHAPE, fused_norm=True):
     """Training and prediction speed of registered network `arch` at the study's settings.
 
     Each timed step is paired with a step of the ceiling's convolution in this same
     process (`paired_ratio`): `train_of_local_ceiling` is the median ratio.
 
     Training: `train_on_batch` with Adam and the cross-entropy `kseg fit` uses, on
-    (batch_size, patch, patch, 3) images and labels with void. Prediction:
+    (batch_size, patch, patch, 3) images and labels with void, batch norm fused as
+    `kseg fit` trains it (kseg.training.fused_norm; `fused_norm=False`: Keras' ops). Prediction:
     `predict_on_batch` on the same images. Full frames: one CamVid-sized frame by
     `kseg.inference.frames.predict_frames` (padded to the stride) and by
     `predict_patch_grid` (the study's 4x4 grid of `patch` pixel cells). FLOPs per patch
@@ -61,9 +62,12 @@ def network(arch, patch=128, batch_size=16, steps=5, jit=False, precision="float
     from kseg import registry
     from kseg.bench import flops
     from kseg.losses import build_loss
+    from kseg.training.fused_norm import fuse_batch_norms
 
     stride = registry.get_entry(arch).stride
     model = registry.create_model(arch, num_classes=num_classes)
+    if fused_norm:
+        fuse_batch_norms(model)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=build_loss("ce", num_classes, void),
                   jit_compile=jit)
     rng = np.random.default_rng(0)
