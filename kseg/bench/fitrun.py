@@ -47,11 +47,12 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
     train_steps, val_steps = map(len, first_batches(train, val, steps))  # the batches fit ran
     model = build_model(hardware.choose(cfg)[0], dataset.spec)
     (x, y), (xv, yv) = train[0][:2], val[0][:2]
+    train_s = median_seconds(lambda: model.train_on_batch(x, y), repeats)
+    test_s = median_seconds(lambda: model.test_on_batch(xv, yv), repeats)
+    # Alone, as fit runs it; the pairs below alternate two models, which slows both.
     keras_norm = build_model(hardware.choose(cfg)[0], dataset.spec, fused_norm=False)
     times, keras_times = timed_calls(lambda: model.train_on_batch(x, y), repeats, warmup=2,
                                      paired=lambda: keras_norm.train_on_batch(x, y))
-    train_s = statistics.median(times)
-    test_s = median_seconds(lambda: model.test_on_batch(xv, yv), repeats)
     bare = train_steps * train_s + val_steps * test_s
     study_epoch = epoch_s / bare * (len(train) * train_s + len(val) * test_s)
     return {"arch": arch, "dataset": Path(data).name if data else "synthetic", "steps": train_steps,
