@@ -45,12 +45,13 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
     workers = pick_workers(cfg.workers)[0]
     train, val, _ = training_datasets(cfg, dataset, workers)
     train_steps, val_steps = map(len, first_batches(train, val, steps))  # the batches fit ran
-    model = build_model(hardware.choose(cfg)[0], dataset.spec)
+    chosen = hardware.choose(cfg)[0]  # precision and XLA as fit decided them
+    model = build_model(chosen, dataset.spec)
     (x, y), (xv, yv) = train[0][:2], val[0][:2]
+    # Alone, as fit runs it; the pairs below alternate two models, which slows both.
     train_s = median_seconds(lambda: model.train_on_batch(x, y), repeats)
     test_s = median_seconds(lambda: model.test_on_batch(xv, yv), repeats)
-    # Alone, as fit runs it; the pairs below alternate two models, which slows both.
-    keras_norm = build_model(hardware.choose(cfg)[0], dataset.spec, fused_norm=False)
+    keras_norm = build_model(chosen, dataset.spec, fused_norm=False)
     times, keras_times = timed_calls(lambda: model.train_on_batch(x, y), repeats, warmup=2,
                                      paired=lambda: keras_norm.train_on_batch(x, y))
     bare = train_steps * train_s + val_steps * test_s
