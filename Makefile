@@ -73,7 +73,7 @@ demo: install
 	$(KSEG) report --runs $(DEMO)
 
 bench: install
-	$(KSEG) bench --json bench.json
+	$(KSEG) bench --fit-steps 0 --json bench.json
 
 # kseg's U-Net vs segmentation_models' (the study's library, Keras 2 via tf-keras) in its
 # own venv, interleaved rounds; writes bench-peer.json. E.g. make bench-peer PEER_STEPS=1 PEER_ROUNDS=1

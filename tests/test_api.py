@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import keras
 import kseg_tiny
 import numpy as np
 import pytest
@@ -21,10 +22,30 @@ TINY = kseg_tiny.NAME
 SMALL = dict(patch=32, grid=(2, 2), batch_size=2, epochs=1)
 
 
+class EpochSpy(keras.callbacks.Callback):
+    """A user's Keras callback: what it saw at each epoch's end, and how many epochs
+    kseg had committed to history.csv by then."""
+
+    def __init__(self, history_csv):
+        super().__init__()
+        self.history_csv, self.seen = history_csv, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = self.history_csv.read_text().splitlines()[1:] if self.history_csv.exists() else []
+        self.seen.append((epoch, "val_loss" in logs, len(rows)))
+
+
 @pytest.fixture(scope="module")
-def api_run(data_dir, tmp_path_factory):
+def fit_spy(tmp_path_factory):
+    """The runs folder of api_run, and the callback it passes to kseg.fit."""
     runs = tmp_path_factory.mktemp("runs")
-    return kseg.fit(TINY, data=data_dir, runs=runs, progress=False, **SMALL), runs
+    return EpochSpy(runs / TINY / "history.csv"), runs
+
+
+@pytest.fixture(scope="module")
+def api_run(data_dir, fit_spy):
+    spy, runs = fit_spy
+    return kseg.fit(TINY, data=data_dir, runs=runs, progress=False, callbacks=[spy], **SMALL), runs
 
 
 def test_fit_returns_a_run_with_history_config_and_best_model(api_run):
@@ -34,6 +55,11 @@ def test_fit_returns_a_run_with_history_config_and_best_model(api_run):
     assert run.state.status == "finished"
     model = run.load_model("best")
     assert model.output_shape[-1] == run.spec.num_classes
+
+
+def test_fit_calls_the_users_callbacks_after_the_epoch_is_committed(api_run, fit_spy):
+    # Epoch 0 ended with validation logs, and history.csv already held its row.
+    assert fit_spy[0].seen == [(0, True, 1)]
 
 
 def test_evaluate_and_predict_return_data(api_run, data_dir, tmp_path):

@@ -68,9 +68,11 @@ def run_worker(task, backend="tensorflow", env=None, timeout=1800):
 
 
 def plan(archs, quick=False, backends=None, variants=True, data=None, steps=None, patch=128,
-         batch_size=16, fit_arch="unet", plugins=(), ceiling_shape=None):
+         batch_size=16, fit_arch="unet", plugins=(), ceiling_shape=None, fit_steps=None):
     """The list of `(section, label, backend, task)` measurements to run.
 
+    `fit_steps`: batches per epoch of the real fit (None: 20, or 4 with `quick`; 0:
+    whole epochs, as a run trains them).
     `ceiling_shape` (B, H, W, C) replaces the ceiling convolution's default (tests only).
     """
     backends = backends or available_backends()
@@ -102,8 +104,9 @@ def plan(archs, quick=False, backends=None, variants=True, data=None, steps=None
                  {"task": "pipeline", "root": data, "patch": patch, "batch_size": batch_size, **extra}))
     jobs.append(("confusion", "16 frames 360x480", "tensorflow", {"task": "confusion"}))
     if fit_arch:
+        fit_steps = (4 if quick else 20) if fit_steps is None else fit_steps or None
         jobs.append(("fit", fit_arch, "tensorflow",
-                     {"task": "fit", "arch": fit_arch, "data": data, "steps": 4 if quick else 20,
+                     {"task": "fit", "arch": fit_arch, "data": data, "steps": fit_steps,
                       "repeats": 2 if quick else 5, **extra}))
     return jobs
 

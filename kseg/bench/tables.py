@@ -60,12 +60,15 @@ def _pipeline_and_fit(ok):
             ["dataset", "frames", "workers", "patches/s", "patches/s per core", "1 -> 2 workers", "peak MB"],
             rows)]
     rows = get("fit", "arch", "dataset", "workers", "steps", "val_steps", "epoch_seconds", "bare_seconds",
-               "epoch_over_bare", "study_epoch_seconds", "study_hours", "fused_norm_speedup", "peak_rss_mb")
+               "epoch_over_bare", "fixed_seconds", "step_over_bare", "study_epoch_seconds", "study_over_bare",
+               "study_hours", "fused_norm_speedup", "peak_rss_mb")
     if rows:
-        out.append(("`kseg fit`: epoch 2 of a 2-epoch run capped at `steps` batches, against the same "
-                    "model's bare steps; the study's epoch projected from it",
+        out.append(("`kseg fit`: epoch 2 of a 2-epoch run capped at `steps` batches (whole with "
+                    "--fit-steps 0), against the same model's bare steps; a whole epoch projected from "
+                    "its steps and its fixed seconds",
                     ["network", "dataset", "workers", "steps", "val steps", "epoch s", "bare steps s",
-                     "epoch / bare", "study epoch s", "20 epochs h", "fused BN x", "peak MB"], rows))
+                     "epoch / bare", "fixed s", "step / bare", "whole epoch s", "whole / bare",
+                     "20 epochs h", "fused BN x", "peak MB"], rows))
     return out
 
 

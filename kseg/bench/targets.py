@@ -58,16 +58,21 @@ def _pipeline(pipe, nets, fit):
 
 
 def _fit_rows(fit):
-    """(b) the fit's epoch against its bare steps, (c) its peak memory, (e) the study's hours."""
+    """(b) a whole fit epoch against its bare steps, (c) the fit's peak memory, (e) the
+    study's hours. (b) and (e) read the whole epoch projected from the capped one
+    (kseg.bench.fitrun.whole_epoch_seconds): a capped epoch pays the per-epoch costs of
+    a whole one over a twentieth of its steps."""
     arch = f" {fit['arch']}" if fit else ""
     on = f" ({fit['dataset']})" if fit else ""
     get = lambda key: fit.get(key) if fit else None  # noqa: E731
-    epoch = (f"epoch {fit['epoch_seconds']:.1f} s vs {fit['bare_seconds']:.1f} s of bare steps "
-             f"({fit['steps']} train + {fit['val_steps']} val)") if get("bare_seconds") else None
+    epoch = (f"whole epoch {fit['study_epoch_seconds']:.1f} s vs {fit['study_bare_seconds']:.1f} s of bare "
+             f"steps; capped epoch {fit['epoch_over_bare']:.2f}x its bare steps, of which "
+             f"{fit['fixed_seconds']:.2f} s per epoch outside the steps, steps {fit['step_over_bare']:.2f}x"
+             ) if get("study_over_bare") is not None else None
     study = (f"20 x {fit['study_epoch_seconds']:.0f} s ({fit['study_train_steps']} train + "
              f"{fit['study_val_steps']} val steps)") if get("study_hours") is not None else None
     return [target(f"kseg fit{arch} epoch within 10% of its bare steps + validation{on}", "<=", 1.10,
-                   get("epoch_over_bare"), epoch),
+                   get("study_over_bare"), epoch),
             target(f"kseg fit{arch} peak memory <= 2 GB{on}", "<=", 2048.0, get("peak_rss_mb")),
             target(f"the study's 20 epochs{arch} in < 1 h{on}", "<", 1.0, get("study_hours"), study)]
 

@@ -36,7 +36,8 @@ class FitInterrupted(KsegError):
         self.exit_code = 128 + signum  # the shell convention for "killed by signal"
 
 
-def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, max_steps=None):
+def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, max_steps=None,
+        callbacks=()):
     """Train `cfg.arch` into `runs/<name>` (default name: the arch); returns the RunDir.
 
     An existing run directory is continued when it was interrupted (or `resume=True`);
@@ -44,6 +45,7 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     FitConfig fields set on purpose: on a continued run they must match the saved
     config, except RESUMABLE_CHANGES. `progress`: live bar (None: by TTY).
     `max_steps` caps the batches of each epoch (benchmarks and quick checks).
+    `callbacks`: more Keras callbacks, called after kseg's own have committed an epoch.
     """
     from kseg.training import distribute, hardware
     from kseg.training.data import class_weights, first_batches, open_data, pick_workers, training_datasets
@@ -74,8 +76,8 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         state.sessions += 1
         run.write_state(state)
         model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
-        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress)
-        _run(model, cfg, run, callbacks, train_data, val_data, state.epoch)
+        ours = _callbacks(cfg, run, state, history, train_data, len(train_data), progress)
+        _run(model, cfg, run, [*ours[:-1], *callbacks, ours[-1]], train_data, val_data, state.epoch)
     return run
 
 

@@ -22,11 +22,14 @@ from kseg.errors import KsegError
 @click.option("--ceiling-shape", hidden=True, help="B,H,W,C of the ceiling convolution (tests).")
 @click.option("--fit-arch", default="unet", show_default=True,
               help="Network of the real `kseg fit` run: epoch time and memory ('' skips it).")
+@click.option("--fit-steps", type=click.IntRange(min=0),
+              help="Batches per epoch of that fit: 20 by default (4 with --quick), its whole epoch "
+                   "projected from them; 0 trains whole epochs.")
 @click.option("--peer", "peer_path", type=click.Path(dir_okay=False), default=None,
               help="bench-peer.json of `make bench-peer`, for the target against segmentation_models "
                    "(default: ./bench-peer.json where present).")
 def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, batch_size, ceiling_shape,
-          fit_arch, peer_path):
+          fit_arch, fit_steps, peer_path):
     """Measure ARCHS (default: all) at the study's settings; every process is a fresh one."""
     from kseg import atomic, registry
     from kseg.bench import suite as benchsuite
@@ -47,7 +50,7 @@ def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, ba
     data = data or benchsuite.default_data()
     jobs = benchsuite.plan(archs, quick=quick, backends=chosen, variants=not no_variants, data=data,
                            steps=steps, patch=patch, batch_size=batch_size, fit_arch=fit_arch or None,
-                           plugins=plugins, ceiling_shape=_shape(ceiling_shape))
+                           plugins=plugins, ceiling_shape=_shape(ceiling_shape), fit_steps=fit_steps)
     progress = lambda text: output.err_console.print(text, highlight=False)  # noqa: E731
     results = benchsuite.run_suite(jobs, progress=progress, peer=peer)
     for title, columns, rows in tables(results):
