@@ -9,7 +9,8 @@ docs/figures/runs keeps the history.csv of the DeepLabV3+ and DeepLabV3 runs, so
 
     python docs/figures/accuracy_curves.py docs/figures/runs
 
-redraws `accuracy_curves_dlv3p10.png` and `accuracy_curves_dlv3_study.png`.
+redraws `accuracy_curves_dlv3p10.png`, `accuracy_curves_dlv3p16.png` and
+`accuracy_curves_dlv3_study.png`.
 """
 
 import sys
@@ -30,6 +31,10 @@ FIGURES = {
     "accuracy_curves_dlv3p10.png": (CAMVID_VAL, (
         ("dlv3p-camvid10", "DeepLabV3+, camvid, 10 epochs", 0),
         ("dlv3p-cu10", "DeepLabV3+, camvid, 10 epochs, class-uniform 0.5", 0))),
+    "accuracy_curves_dlv3p16.png": (CAMVID_VAL, (
+        ("dlv3p-camvid10", "DeepLabV3+, camvid, 10 epochs", 0),
+        ("dlv3p-cu10", "DeepLabV3+, camvid, 10 epochs, class-uniform 0.5", 0),
+        ("dlv3p-camvid16", "DeepLabV3+, camvid, 16 epochs (fused batch norm)", 0))),
     "accuracy_curves_dlv3_study.png": (
         "study recipe, CamVid train; val = the 4x4 grid of 128 px patches of val/", (
             ("dlv3-study", "DeepLabV3, study recipe", 0),)),
