@@ -15,7 +15,7 @@ STUDY_EPOCHS = 20  # the study trains 20 epochs (FitConfig.epochs)
 class EpochPhases(keras.callbacks.Callback):
     """Splits each epoch into its train steps, its validation steps and the rest
     (creating and releasing iterators, callbacks, checkpoints): one {"train", "val",
-    "epoch"} row of seconds per epoch in `rows`.
+    "fixed"} row of seconds per epoch in `rows`.
 
     "train" runs from the first train batch's begin to the last one's end, so it holds
     every step and the fetches between them; "val" likewise for the test batches.
@@ -42,18 +42,19 @@ class EpochPhases(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         t = self._t
+        train = t["train_end"] - t["train_begin"]
         val = t["val_end"] - t["val_begin"] if "val_begin" in t else 0.0
-        self.rows.append({"train": t["train_end"] - t["train_begin"], "val": val,
-                          "epoch": time.perf_counter() - t["begin"]})
+        fixed = time.perf_counter() - t["begin"] - train - val
+        self.rows.append({"train": train, "val": val, "fixed": fixed})
 
 
 def whole_epoch_seconds(phases, steps, val_steps, whole_steps, whole_val_steps):
-    """A whole epoch's seconds from a capped one's `phases` ({"train", "val", "epoch"}):
-    the capped epoch's fixed part (epoch - train - val) once, plus its seconds per train
-    and per val step times the whole epoch's steps. Capping shrinks the steps but not
-    the fixed part, so the capped epoch's own ratio overstates a whole epoch's."""
-    fixed = phases["epoch"] - phases["train"] - phases["val"]
-    return fixed + whole_steps * phases["train"] / steps + whole_val_steps * phases["val"] / val_steps
+    """A whole epoch's seconds from a capped one's `phases` (an EpochPhases row): the
+    capped epoch's fixed part once, plus its seconds per train and per val step times
+    the whole epoch's steps. Capping shrinks the steps but not the fixed part, so the
+    capped epoch's own ratio overstates a whole epoch's."""
+    per_step = whole_steps * phases["train"] / steps + whole_val_steps * phases["val"] / val_steps
+    return phases["fixed"] + per_step
 
 
 def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
@@ -105,7 +106,7 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
             "train_step_seconds": train_s, "test_step_seconds": test_s,
             "bare_train_patches_per_s": cfg.batch_size / train_s, "bare_seconds": bare,
             "epoch_over_bare": epoch_s / bare, "train_seconds": last["train"], "val_seconds": last["val"],
-            "fixed_seconds": last["epoch"] - last["train"] - last["val"],
+            "fixed_seconds": last["fixed"],
             "step_over_bare": last["train"] / train_steps / train_s,
             "study_train_steps": len(train), "study_val_steps": len(val),
             "study_epoch_seconds": study_epoch, "study_bare_seconds": study_bare,

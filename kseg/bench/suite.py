@@ -104,9 +104,10 @@ def plan(archs, quick=False, backends=None, variants=True, data=None, steps=None
                  {"task": "pipeline", "root": data, "patch": patch, "batch_size": batch_size, **extra}))
     jobs.append(("confusion", "16 frames 360x480", "tensorflow", {"task": "confusion"}))
     if fit_arch:
-        fit_steps = (4 if quick else 20) if fit_steps is None else fit_steps or None
-        jobs.append(("fit", fit_arch, "tensorflow",
-                     {"task": "fit", "arch": fit_arch, "data": data, "steps": fit_steps,
+        if fit_steps is None:
+            fit_steps = 4 if quick else 20
+        jobs.append(("fit", fit_arch, "tensorflow",  # steps None: whole epochs
+                     {"task": "fit", "arch": fit_arch, "data": data, "steps": fit_steps or None,
                       "repeats": 2 if quick else 5, **extra}))
     return jobs
 

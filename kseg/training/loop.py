@@ -76,8 +76,8 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         state.sessions += 1
         run.write_state(state)
         model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
-        ours = _callbacks(cfg, run, state, history, train_data, len(train_data), progress)
-        _run(model, cfg, run, [*ours[:-1], *callbacks, ours[-1]], train_data, val_data, state.epoch)
+        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress, callbacks)
+        _run(model, cfg, run, callbacks, train_data, val_data, state.epoch)
     return run
 
 
@@ -186,16 +186,17 @@ def _optimizer(cfg):
     return keras.optimizers.Adam(cfg.lr)
 
 
-def _callbacks(cfg, run, state, history, train_data, steps, progress):
+def _callbacks(cfg, run, state, history, train_data, steps, progress, extra=()):
     """Keras calls callbacks in list order: the schedule updates the rate and its counters
     before RunRecorder commits them, so a resumed run continues with exactly that state;
-    TensorBoard (--tensorboard) logs an epoch once it is committed."""
+    TensorBoard (--tensorboard) and the user's `extra` see an epoch once it is committed.
+    The guard comes first and the progress bar last (_run reads both there)."""
     from kseg.training.schedules import RunSchedule
 
     schedule = RunSchedule(cfg, steps, state)
     recorder = RunRecorder(run, state, history, cfg.monitor, cfg.monitor_mode, schedule, train_data)
     board = [RunTensorBoard(run, recorder)] if cfg.tensorboard else []
-    return [GuardCallback(), *schedule.callbacks, recorder, *board, RichProgress(live=progress)]
+    return [GuardCallback(), *schedule.callbacks, recorder, *board, *extra, RichProgress(live=progress)]
 
 
 def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
