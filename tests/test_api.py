@@ -15,6 +15,8 @@ from click.testing import CliRunner
 import kseg
 from kseg.cli import main
 from kseg.errors import KsegError
+from kseg.runs import RunDir
+from kseg.training import session
 from kseg.training.config import FitConfig, fields
 from kseg.training.recipes import load_recipe, recipe_names, resolve
 
@@ -33,6 +35,18 @@ class EpochSpy(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         rows = self.history_csv.read_text().splitlines()[1:] if self.history_csv.exists() else []
         self.seen.append((epoch, "val_loss" in logs, len(rows)))
+
+
+class OptimizerSpy(keras.callbacks.Callback):
+    """The optimizer each fit trains with: class name and weight decay."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_begin(self, logs=None):
+        optimizer = self.model.optimizer
+        self.seen.append((type(optimizer).__name__, float(optimizer.weight_decay or 0)))
 
 
 @pytest.fixture(scope="module")
@@ -60,6 +74,15 @@ def test_fit_returns_a_run_with_history_config_and_best_model(api_run):
 def test_fit_calls_the_users_callbacks_after_the_epoch_is_committed(api_run, fit_spy):
     # Epoch 0 ended with validation logs, and history.csv already held its row.
     assert fit_spy[0].seen == [(0, True, 1)]
+
+
+def test_weight_decay_trains_with_adamw_and_a_resumed_run_keeps_it(data_dir, tmp_path):
+    spy = OptimizerSpy()
+    for name, epochs, decay in (("decayed", 1, 0.25), ("decayed", 2, None), ("plain", 1, None)):
+        settings = {**SMALL, "epochs": epochs} | ({"weight_decay": decay} if decay else {})
+        kseg.fit(TINY, data=data_dir, runs=tmp_path, name=name, progress=False, callbacks=[spy], **settings)
+    # The second fit continues "decayed" without repeating the option: config.json holds it.
+    assert spy.seen == [("AdamW", 0.25), ("AdamW", 0.25), ("Adam", 0.0)]
 
 
 def test_evaluate_and_predict_return_data(api_run, data_dir, tmp_path):
@@ -115,6 +138,14 @@ def test_study_recipe_is_the_defaults():
     ({"grid": "4by4"}, "--grid"),
     ({"augment": {"spin": 3}}, "spin"),
     ([1, 2], "JSON object"),
+    ({"epochs": "abc"}, "bad.json: epochs must be a whole number. Received: 'abc'"),
+    ({"epochs": 1.5}, "epochs must be a whole number"),
+    ({"epochs": True}, "epochs must be a whole number"),  # a bool is no count
+    ({"batch_size": None}, "batch_size must be a whole number"),
+    ({"lr": "fast"}, "lr must be a number"),
+    ({"photometric": "no"}, "photometric must be true or false"),  # not a truthy string
+    ({"augment": "maybe"}, "augment must be true or false or an object"),
+    ({"model_kwargs": 5}, "model_kwargs must be an object"),
 ])
 def test_bad_config_files_name_the_key(tmp_path, data_dir, content, fragment):
     path = tmp_path / "bad.json"
@@ -124,6 +155,36 @@ def test_bad_config_files_name_the_key(tmp_path, data_dir, content, fragment):
     assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
     with pytest.raises(KsegError, match="Unknown --recipe 'nope'"):
         resolve(TINY, recipe="nope")
+
+
+def test_a_refused_start_leaves_no_run_directory(data_dir, tmp_path):
+    """An error found once the run is locked (the monitor needs the model's metrics)
+    removes the directory it made; an existing run's directory is kept."""
+    args = ["fit", TINY, "--data", str(data_dir), "--runs", str(tmp_path), "--patch", "32", "--epochs", "1"]
+    result = CliRunner().invoke(main, args + ["--monitor", "foo"])
+    assert result.exit_code == 1 and "Unknown --monitor 'foo'" in result.output
+    assert not (tmp_path / TINY).exists()
+    (tmp_path / TINY).mkdir()
+    (tmp_path / TINY / "notes.txt").write_text("mine")
+    assert CliRunner().invoke(main, args + ["--monitor", "foo"]).exit_code == 1
+    assert (tmp_path / TINY / "notes.txt").read_text() == "mine"
+
+
+def test_a_second_trainer_of_a_run_is_refused_while_the_first_holds_it(data_dir, tmp_path):
+    run = RunDir(tmp_path / TINY)
+    args = ["fit", TINY, "--data", str(data_dir), "--runs", str(tmp_path), "--patch", "32", "--epochs", "1"]
+    with session.lock(run):  # flock: a second open of the file conflicts, even in one process
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 1 and "Another kseg fit is training" in result.output
+        assert run.path.is_dir()  # the refused start did not make it, so does not remove it
+    assert not run.path.exists()  # the holder wrote nothing but the lock
+
+
+def test_settings_of_the_wrong_type_are_refused_from_python_too():
+    with pytest.raises(KsegError, match="seed must be a whole number. Received: 'x'"):
+        resolve(TINY, seed="x")
+    cfg, _ = resolve(TINY, seed=np.int64(3), lr=1, grid=[2, 2])  # numpy ints, ints as rates, lists
+    assert (cfg.seed, cfg.lr, cfg.grid) == (3, 1, (2, 2))
 
 
 def test_fit_options_come_from_fitconfig():

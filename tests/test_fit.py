@@ -296,6 +296,29 @@ def test_run_checkpoints_load_in_bare_keras(trained, run_python):
     assert out.split() == ["best", str(k), "False", "last", str(k), "False"]
 
 
+def test_the_readmes_camvid_recipe_command_trains_and_loads_in_bare_keras(data_dir, tmp_path, run_python):
+    """`kseg fit unet --recipe camvid --data DIR` (the README's), shrunk to one epoch of 32 px
+    crops: the recipe's whole path (scaled crops, photometric jitter, ce+lovasz, AdamW, poly,
+    best on val_miou) runs, and its best.keras loads without kseg, safe_mode on."""
+    argv = ["fit", "unet", "--recipe", "camvid", "--data", str(data_dir), "--runs", str(tmp_path),
+            "--epochs", "1", "--warmup", "0", "--patch", "32", "--crops-per-image", "2"]
+    result = CliRunner().invoke(main, argv, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    run = RunDir(tmp_path / "unet")
+    config = {k: run.config[k] for k in ("recipe", "loss", "schedule", "grid", "weight_decay", "monitor")}
+    assert config == {"recipe": "camvid", "loss": "ce+lovasz", "schedule": "poly", "grid": None,
+                      "weight_decay": 1e-4, "monitor": "val_miou"}
+    assert run.state.status == "finished" and 0 <= run.history()[0]["val_miou"] <= 1
+    out = run_python(f"""
+        import sys
+        import keras
+        import numpy as np
+        model = keras.saving.load_model({str(run.best_path)!r}, safe_mode=True)
+        print(model.predict(np.zeros((1, 64, 96, 3), "float32"), verbose=0).shape, "kseg" in sys.modules)
+    """)
+    assert out.split() == ["(1,", "64,", "96,", f"{run.spec.num_classes})", "False"]
+
+
 def test_a_bad_builder_argument_is_named_and_a_corrected_command_starts_afresh(data_dir, tmp_path):
     bad = fit(data_dir, tmp_path, "--epochs", "1", "--name", "run", "--model-arg", "decoder_filters=abc",
               arch="unet")

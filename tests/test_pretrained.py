@@ -1,5 +1,6 @@
 """ResNet-34 weights from PyTorch checkpoints: safetensors parsing, mapping by name, errors,
-saving, and (where torchvision is installed) torchvision's features reproduced."""
+saving, and PyTorch's features reproduced (torchvision's resnet34 where it is installed, the
+same network in plain torch where only torch is)."""
 
 import json
 import sys
@@ -268,18 +269,59 @@ def test_pretrained_unet_round_trips_in_bare_keras(synthetic, tmp_path, run_pyth
     )
 
 
-# ---------------------------------------------------------------- against torchvision
+# ---------------------------------------------------------------- against PyTorch
 
 
-@pytest.fixture(scope="module")
-def torch_resnet34():
-    """torchvision's resnet34, random init with non-identity BN statistics, in eval mode."""
-    pytest.importorskip("torchvision", reason=NO_TORCHVISION)
-    import torch
-    import torchvision
+def plain_torch_resnet34():
+    """ResNet-34 in plain torch, its modules named and shaped as torchvision's resnet34.
 
+    The reference where torchvision is absent (PyPI's torchvision needs a torch build of
+    several GB; the CPU torch that `make torch` installs has none): PyTorch's own conv,
+    padding, pooling and batch norm are what the Keras encoder must reproduce.
+    """
+    from torch import nn
+
+    class BasicBlock(nn.Module):
+        def __init__(self, cin, c, stride):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, c, 3, stride, 1, bias=False)  # torchvision strides here
+            self.bn1 = nn.BatchNorm2d(c)
+            self.conv2 = nn.Conv2d(c, c, 3, 1, 1, bias=False)
+            self.bn2 = nn.BatchNorm2d(c)
+            self.relu = nn.ReLU()
+            self.downsample = None
+            if stride != 1 or cin != c:
+                self.downsample = nn.Sequential(nn.Conv2d(cin, c, 1, stride, bias=False), nn.BatchNorm2d(c))
+
+        def forward(self, x):
+            shortcut = x if self.downsample is None else self.downsample(x)
+            y = self.relu(self.bn1(self.conv1(x)))
+            return self.relu(self.bn2(self.conv2(y)) + shortcut)
+
+    net = nn.Module()
+    net.conv1, net.bn1 = nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64)
+    net.relu, net.maxpool = nn.ReLU(), nn.MaxPool2d(3, 2, 1)
+    cin = 64
+    for stage, (c, blocks) in enumerate(((64, 3), (128, 4), (256, 6), (512, 3)), 1):
+        stride = 1 if stage == 1 else 2
+        layers = [BasicBlock(cin if b == 0 else c, c, stride if b == 0 else 1) for b in range(blocks)]
+        setattr(net, f"layer{stage}", nn.Sequential(*layers))
+        cin = c
+    net.fc = nn.Linear(512, 1000)
+    return net
+
+
+@pytest.fixture(scope="module", params=["torchvision", "plain torch"])
+def torch_resnet34(request):
+    """A randomly initialised resnet34 (torchvision's, or plain_torch_resnet34) with
+    non-identity BN statistics, in eval mode."""
+    torch = pytest.importorskip("torch", reason="torch not installed: make torch")
     torch.manual_seed(0)
-    net = torchvision.models.resnet34(weights=None)
+    if request.param == "torchvision":
+        torchvision = pytest.importorskip("torchvision", reason=NO_TORCHVISION)
+        net = torchvision.models.resnet34(weights=None)
+    else:
+        net = plain_torch_resnet34()
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -306,7 +348,7 @@ def torch_taps(net, x_nhwc):
 
 
 @pytest.mark.parametrize("fmt", ["pth", "safetensors"])
-def test_features_equal_torchvision(torch_resnet34, fmt, tmp_path):
+def test_encoder_features_equal_pytorch_resnet34(torch_resnet34, fmt, tmp_path):
     import torch
 
     state = torch_resnet34.state_dict()

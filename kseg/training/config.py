@@ -10,6 +10,8 @@ anything heavy is imported; each error names the option and the allowed values.
 """
 
 import dataclasses
+import numbers
+import typing
 from pathlib import Path
 
 from kseg.errors import KsegError
@@ -115,14 +117,15 @@ class FitConfig:
         `check_files=False` skips the existence of --init-from / --encoder-weights files,
         which a saved run no longer needs once it has started.
         """
+        if isinstance(self.model_kwargs, (list, tuple)):  # repeated --model-arg KEY=VALUE
+            self.model_kwargs = parse_key_values(self.model_kwargs)
+        check_types(vars(self))
         if self.data == "synthetic":  # how config.json names the embedded scenes
             self.data = None
         if self.data is not None:
             self.data = str(Path(self.data).expanduser().resolve())
         self.grid = None if self.grid is None else parse_hw(self.grid, "--grid")
         self.scale = None if self.scale is None else parse_range(self.scale, "--scale")
-        if isinstance(self.model_kwargs, (list, tuple)):
-            self.model_kwargs = parse_key_values(self.model_kwargs)
         self._check_numbers()
         self._check_choices()
         if isinstance(self.augment, dict):
@@ -197,6 +200,37 @@ class FitConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
         return cls(**kwargs).validate(check_files=False)
+
+
+def check_types(settings, where=""):
+    """Each value's type must fit its field's annotation, so that a config file's
+    "epochs": "abc" or "photometric": "no" is an error naming the key, not a crash later
+    or a string taken as true. `where` prefixes the message (a file's name)."""
+    annotations = {f.name: f.type for f in dataclasses.fields(FitConfig)}
+    for key, value in settings.items():
+        if key not in annotations:  # run-only keys of a config.json ("spec", ...)
+            continue
+        allowed = typing.get_args(annotations[key]) or (annotations[key],)  # int | None -> (int, None)
+        if not any(_fits(value, kind) for kind in allowed):
+            wanted = " or ".join(_TYPE_WORDS[kind] for kind in allowed)
+            raise KsegError(f"{where}{key} must be {wanted}. Received: {value!r}")
+
+
+# What each annotated type accepts; tuples (grid, scale) also come as text ("4x4", "0.5:2").
+_TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text",
+               tuple: "text or a list", dict: "an object", type(None): "null"}
+
+
+def _fits(value, kind):
+    if kind is bool or isinstance(value, bool):  # bool is an int to Python, not to a user
+        return kind is bool and isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, numbers.Integral)
+    if kind is float:
+        return isinstance(value, numbers.Real)
+    if kind is tuple:
+        return isinstance(value, (tuple, list, str))
+    return isinstance(value, kind)
 
 
 def fields():

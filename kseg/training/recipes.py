@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from kseg.errors import KsegError
-from kseg.training.config import FitConfig
+from kseg.training.config import FitConfig, check_types
 
 RECIPE_DIR = Path(__file__).with_suffix("")  # kseg/training/recipes/
 # Keys a run's config.json holds besides the settings; accepted and ignored.
@@ -40,7 +40,9 @@ def read_settings(path, what="--config"):
     if unknown:
         raise KsegError(f"{what} {path}: unknown key {unknown[0]!r}; known keys are FitConfig's fields "
                         f"(see `kseg fit --help`).")
-    return {k: v for k, v in data.items() if k in names}
+    settings = {k: v for k, v in data.items() if k in names}
+    check_types(settings, where=f"{what} {path}: ")
+    return settings
 
 
 def load_recipe(name):

@@ -23,9 +23,22 @@ def lock(run):
     """Hold an exclusive lock on the run directory: one trainer per run at a time.
 
     flock is released by the kernel when the process dies, SIGKILL included, so a
-    killed run never leaves a stale lock behind.
+    killed run never leaves a stale lock behind. A directory this call made is removed
+    again if nothing but the lock was written (a start refused for an unknown --monitor).
     """
+    created = not run.path.exists()
     run.path.mkdir(parents=True, exist_ok=True)
+    try:
+        with _flock(run):
+            yield
+    finally:
+        if created and {p.name for p in run.path.iterdir()} <= {".lock"}:
+            (run.path / ".lock").unlink(missing_ok=True)
+            run.path.rmdir()
+
+
+@contextlib.contextmanager
+def _flock(run):
     if fcntl is None:
         yield
         return
