@@ -113,6 +113,18 @@ def test_a_runs_config_json_reproduces_it(api_run, data_dir, tmp_path):
         {k: v for k, v in run.config.items() if k != "data_path"}
 
 
+def test_kseg_fit_config_with_an_option_over_it(api_run, tmp_path):
+    """The CLI passes only the options given, so the file's settings stand but --epochs."""
+    run, _ = api_run
+    argv = ["fit", "--config", str(run.config_path), "--runs", str(tmp_path), "--epochs", "2"]
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code == 0, result.output
+    again = kseg.load_run(tmp_path / TINY)
+    assert {k for k, v in run.config.items() if again.config[k] != v} - {"data_path"} == {"epochs"}
+    assert [r["epoch"] for r in again.history()] == [1, 2]
+    assert again.history()[0]["loss"] == run.history()[0]["loss"]
+
+
 def test_precedence_defaults_recipe_file_options(tmp_path):
     cfg, explicit = resolve(TINY)
     assert cfg.epochs == 20 and cfg.recipe == "study" and explicit == set()

@@ -199,10 +199,19 @@ def test_weight_loader_from_instance_gives_keras_features(keras_xception):
     np.testing.assert_allclose(np.asarray(body[1](h)), expected, rtol=1e-4, atol=1e-4)
 
 
-def test_deeplabv3_loads_xception_weights_file(keras_xception, tmp_path):
+@pytest.mark.parametrize("via", ["create_model", "kseg fit --encoder-weights"])
+def test_deeplabv3_loads_xception_weights_file(keras_xception, tmp_path, via):
+    from kseg.data.spec import CAMVID
+    from kseg.training import checkpoints
+    from kseg.training.recipes import resolve
+
     path = tmp_path / "xception_notop.weights.h5"
     keras_xception.save_weights(path)
-    model = kseg.create_model("deeplabv3", num_classes=NUM_CLASSES, weights=str(path))  # OS16
+    if via == "create_model":
+        model = kseg.create_model("deeplabv3", num_classes=NUM_CLASSES, weights=str(path))  # OS16
+    else:  # the FitConfig a `kseg fit deeplabv3 --encoder-weights FILE` resolves to
+        cfg, _ = resolve("deeplabv3", encoder_weights=str(path))
+        model = checkpoints.create(cfg, CAMVID)
     ours = [w for layer in backbone_layers(model) for w in layer.weights]
     assert len(ours) == len(keras_xception.weights)
     for a, b in zip(keras_xception.weights, ours, strict=True):

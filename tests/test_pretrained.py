@@ -382,4 +382,3 @@ def test_fit_setting_encoder_weights_reaches_the_builder(synthetic):
     np.testing.assert_array_equal(model.get_layer("conv1_conv").kernel,
                                   state["conv1.weight"].transpose(2, 3, 1, 0))
     assert model.output_shape[-1] == CAMVID.num_classes
-    assert checkpoints._weights_arg("deeplabv3") == "weights"  # the Xception loader's argument

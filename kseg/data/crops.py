@@ -13,6 +13,9 @@ Both take an optional `anchor`, a (row, col) pixel the crop must contain: class-
 sampling (`class_anchor`) centres some crops on a class drawn uniformly from the classes
 in the frame, so a thin class such as CamVid's Pole (1 % of pixels) is in far more crops
 than its pixel share gives it.
+
+Not keras.layers.RandomCrop: it has no scale jitter, no anchor, and draws from a
+stateful SeedGenerator (kseg/data/augment.py says why that breaks the batch rule).
 """
 
 import numpy as np
