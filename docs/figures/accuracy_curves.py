@@ -9,8 +9,8 @@ docs/figures/runs keeps the history.csv of the DeepLabV3+ and DeepLabV3 runs, so
 
     python docs/figures/accuracy_curves.py docs/figures/runs
 
-redraws `accuracy_curves_dlv3p10.png`, `accuracy_curves_dlv3p16.png` and
-`accuracy_curves_dlv3_study.png`.
+redraws `accuracy_curves_dlv3p10.png`, `accuracy_curves_dlv3p16.png`,
+`accuracy_curves_dlv3p28.png` and `accuracy_curves_dlv3_study.png`.
 """
 
 import sys
@@ -35,6 +35,9 @@ FIGURES = {
         ("dlv3p-camvid10", "DeepLabV3+, camvid, 10 epochs", 0),
         ("dlv3p-cu10", "DeepLabV3+, camvid, 10 epochs, class-uniform 0.5", 0),
         ("dlv3p-camvid16", "DeepLabV3+, camvid, 16 epochs (fused batch norm)", 0))),
+    "accuracy_curves_dlv3p28.png": (CAMVID_VAL, (
+        ("dlv3p-camvid16", "DeepLabV3+, camvid, 16 epochs", 0),
+        ("dlv3p-cont12", "DeepLabV3+, + 12 epochs from its best.keras, LR 5e-4, poly", 16))),
     "accuracy_curves_dlv3_study.png": (
         "study recipe, CamVid train; val = the 4x4 grid of 128 px patches of val/", (
             ("dlv3-study", "DeepLabV3, study recipe", 0),)),
