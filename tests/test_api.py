@@ -169,10 +169,14 @@ def test_bad_config_files_name_the_key(tmp_path, data_dir, content, fragment):
         resolve(TINY, recipe="nope")
 
 
+def one_epoch_args(data_dir, runs):
+    return ["fit", TINY, "--data", str(data_dir), "--runs", str(runs), "--patch", "32", "--epochs", "1"]
+
+
 def test_a_refused_start_leaves_no_run_directory(data_dir, tmp_path):
     """An error found once the run is locked (the monitor needs the model's metrics)
     removes the directory it made; an existing run's directory is kept."""
-    args = ["fit", TINY, "--data", str(data_dir), "--runs", str(tmp_path), "--patch", "32", "--epochs", "1"]
+    args = one_epoch_args(data_dir, tmp_path)
     result = CliRunner().invoke(main, args + ["--monitor", "foo"])
     assert result.exit_code == 1 and "Unknown --monitor 'foo'" in result.output
     assert not (tmp_path / TINY).exists()
@@ -184,7 +188,7 @@ def test_a_refused_start_leaves_no_run_directory(data_dir, tmp_path):
 
 def test_a_second_trainer_of_a_run_is_refused_while_the_first_holds_it(data_dir, tmp_path):
     run = RunDir(tmp_path / TINY)
-    args = ["fit", TINY, "--data", str(data_dir), "--runs", str(tmp_path), "--patch", "32", "--epochs", "1"]
+    args = one_epoch_args(data_dir, tmp_path)
     with session.lock(run):  # flock: a second open of the file conflicts, even in one process
         result = CliRunner().invoke(main, args)
         assert result.exit_code == 1 and "Another kseg fit is training" in result.output

@@ -22,22 +22,19 @@ from kseg.runs.rundir import RunDir
 CAMVID_VAL = "camvid recipe, CamVid train; val = 256 px val crops"
 # figure -> (title, ((run directory, legend name, epochs to add so a continuation
 # follows its parent), ...))
+DLV3P_10 = (("dlv3p-camvid10", "DeepLabV3+, camvid, 10 epochs", 0),
+            ("dlv3p-cu10", "DeepLabV3+, camvid, 10 epochs, class-uniform 0.5", 0))
+DLV3P_16 = ("dlv3p-camvid16", "DeepLabV3+, camvid, 16 epochs (fused batch norm)", 0)
 FIGURES = {
     "accuracy_curves.png": (CAMVID_VAL, (
         ("unet-camvid20", "U-Net, camvid, 20 epochs", 0),
         ("unet-camvid20-cw4", "U-Net, + 4 epochs, class weights", 20),
         ("unet-camvid20-cu4", "U-Net, + 4 epochs, class-uniform crops", 20),
         ("dlv3p-camvid8", "DeepLabV3+, camvid, 5 + 3 epochs", 0))),
-    "accuracy_curves_dlv3p10.png": (CAMVID_VAL, (
-        ("dlv3p-camvid10", "DeepLabV3+, camvid, 10 epochs", 0),
-        ("dlv3p-cu10", "DeepLabV3+, camvid, 10 epochs, class-uniform 0.5", 0))),
-    "accuracy_curves_dlv3p16.png": (CAMVID_VAL, (
-        ("dlv3p-camvid10", "DeepLabV3+, camvid, 10 epochs", 0),
-        ("dlv3p-cu10", "DeepLabV3+, camvid, 10 epochs, class-uniform 0.5", 0),
-        ("dlv3p-camvid16", "DeepLabV3+, camvid, 16 epochs (fused batch norm)", 0))),
+    "accuracy_curves_dlv3p10.png": (CAMVID_VAL, DLV3P_10),
+    "accuracy_curves_dlv3p16.png": (CAMVID_VAL, (*DLV3P_10, DLV3P_16)),
     "accuracy_curves_dlv3p28.png": (CAMVID_VAL, (
-        ("dlv3p-camvid16", "DeepLabV3+, camvid, 16 epochs", 0),
-        ("dlv3p-cont12", "DeepLabV3+, + 12 epochs from its best.keras, LR 5e-4, poly", 16))),
+        DLV3P_16, ("dlv3p-cont12", "DeepLabV3+, + 12 epochs from its best.keras, LR 5e-4, poly", 16))),
     "accuracy_curves_dlv3_study.png": (
         "study recipe, CamVid train; val = the 4x4 grid of 128 px patches of val/", (
             ("dlv3-study", "DeepLabV3, study recipe", 0),)),

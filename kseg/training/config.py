@@ -205,11 +205,10 @@ class FitConfig:
 def check_types(settings, where=""):
     """Each value's type must fit its field's annotation, so that a config file's
     "epochs": "abc" or "photometric": "no" is an error naming the key, not a crash later
-    or a string taken as true. `where` prefixes the message (a file's name)."""
+    or a string taken as true. `settings` holds FitConfig fields only; `where` prefixes
+    the message (a file's name)."""
     annotations = {f.name: f.type for f in dataclasses.fields(FitConfig)}
     for key, value in settings.items():
-        if key not in annotations:  # run-only keys of a config.json ("spec", ...)
-            continue
         allowed = typing.get_args(annotations[key]) or (annotations[key],)  # int | None -> (int, None)
         if not any(_fits(value, kind) for kind in allowed):
             wanted = " or ".join(_TYPE_WORDS[kind] for kind in allowed)
