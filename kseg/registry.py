@@ -17,7 +17,8 @@ from kseg.errors import KsegError
 ENTRY_POINT_GROUP = "kseg.models"
 # Modules of the built-in networks, imported directly when kseg runs from a source
 # tree that was never installed (no entry points exist then).
-BUILTIN_MODULES = ("kseg.models.unet", "kseg.models.deeplabv3", "kseg.models.deeplabv3plus")
+BUILTIN_MODULES = ("kseg.models.unet", "kseg.models.deeplabv3", "kseg.models.deeplabv3plus",
+                   "kseg.models.applications", "kseg.models.lraspp", "kseg.models.ddrnet")
 
 
 @dataclasses.dataclass(frozen=True)
