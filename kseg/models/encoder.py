@@ -74,6 +74,12 @@ def _tap(model, tap):
     return model.get_layer(tap).output
 
 
+def tap_outputs(model, backbone):
+    """The tensors of `model` (keras.applications' `backbone`) that the row's taps name,
+    shallow to deep, the absent ones left out."""
+    return [_tap(model, tap) for tap in backbone_row(backbone).taps if tap is not None]
+
+
 def build_encoder(backbone, channels=3, weights=None):
     """`(encoder, strides)`: the keras.Model `encoder` from a normalised (B, H, W, channels)
     image to its features at `strides` (those of 2, 4, 8, 16, 32 the backbone has),
@@ -82,9 +88,8 @@ def build_encoder(backbone, channels=3, weights=None):
     base = application(backbone, channels)
     if weights is not None:
         copy_weights(base, reference_model(backbone, weights), backbone)
-    taps = [(stride, tap) for stride, tap in zip(STRIDES, row.taps, strict=True) if tap is not None]
-    outputs = [_tap(base, tap) for _, tap in taps]
-    return keras.Model(base.input, outputs, name=ENCODER), tuple(stride for stride, _ in taps)
+    strides = tuple(stride for stride, tap in zip(STRIDES, row.taps, strict=True) if tap is not None)
+    return keras.Model(base.input, tap_outputs(base, backbone), name=ENCODER), strides
 
 
 def reference_model(backbone, weights):

@@ -91,9 +91,17 @@ class FitConfig:
                               "--distribute", "flag")
     init_from: str | None = option(None, "Start from a checkpoint (.keras file or run directory).",
                                    "--init-from", str, metavar="PATH")
-    encoder_weights: str | None = option(None, "Pretrained encoder weights from a local file (U-Net: "
-                                         "torchvision/timm ResNet-34 .pth or .safetensors; DeepLabV3: "
-                                         "Keras' Xception .h5).", "--encoder-weights", str, metavar="FILE")
+    encoder_weights: str | None = option(None, "Pretrained encoder weights: imagenet (keras.applications "
+                                         "encoders such as unet-resnet50, from Keras' cache ~/.keras/models, "
+                                         "downloaded once where online) or a local file (their Keras weights "
+                                         "file; U-Net: torchvision/timm ResNet-34 .pth or .safetensors; "
+                                         "DeepLabV3: Keras' Xception .h5).", "--encoder-weights", str,
+                                         metavar="imagenet|FILE")
+    # kseg.training.finetune: the encoder's step scaled by 0, then by the multiplier.
+    freeze_encoder_epochs: int = option(0, "Epochs at the start that keep the encoder's weights as loaded.",
+                                        "--freeze-encoder-epochs", int, metavar="N")
+    encoder_lr_mult: float = option(1.0, "The encoder's learning rate as a fraction of --lr (e.g. 0.1).",
+                                    "--encoder-lr-mult", float, metavar="FRACTION")
     # MiB of decoded train+val frames kept in memory; the rest are decoded once into an
     # unlinked temporary file and read back from the page cache (kseg.data.spill).
     # Measured on CamVid (docs/benchmarks.md): keeps `kseg fit unet` under 2 GB.
@@ -138,7 +146,7 @@ class FitConfig:
                                 f"zoom, hflip.") from None
         for key in ("init_from", "encoder_weights"):
             path = getattr(self, key)
-            if check_files and path is not None and not Path(path).exists():
+            if check_files and path not in (None, "imagenet") and not Path(path).exists():
                 raise KsegError(f"--{key.replace('_', '-')} {path}: no such file or folder.")
         return self
 
@@ -155,6 +163,9 @@ class FitConfig:
                 raise KsegError(f"{_flag(key)} must be >= 0. Received: {getattr(self, key)}")
         if not self.lr > 0:
             raise KsegError(f"--lr must be > 0. Received: {self.lr}")
+        if self.freeze_encoder_epochs < 0 or not self.encoder_lr_mult > 0:
+            raise KsegError(f"--freeze-encoder-epochs must be >= 0 and --encoder-lr-mult > 0. Received: "
+                            f"{self.freeze_encoder_epochs} and {self.encoder_lr_mult}")
         if not 0 < self.plateau_factor < 1:
             raise KsegError(f"--plateau-factor must be in (0, 1). Received: {self.plateau_factor}")
         if self.scale is not None and self.grid is not None:

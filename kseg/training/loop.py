@@ -76,7 +76,10 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         state.sessions += 1
         run.write_state(state)
         model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
-        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress, callbacks)
+        from kseg.training.finetune import callbacks as finetune_callbacks
+
+        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress,
+                               (*finetune_callbacks(model, cfg), *callbacks))
         _run(model, cfg, run, callbacks, train_data, val_data, state.epoch)
     return run
 
@@ -115,7 +118,7 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=
     """
     from kseg.losses import build_loss
     from kseg.metrics import training_metrics
-    from kseg.training import checkpoints
+    from kseg.training import checkpoints, finetune
     from kseg.training.distribute import strategy_scope
     from kseg.training.fused_norm import fuse_batch_norms
     from kseg.training.seeding import seed_everything
@@ -131,6 +134,8 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=
         loss = build_loss(cfg.loss, spec.num_classes, spec.void, class_weights)
         model.compile(optimizer=_optimizer(cfg), loss=loss, metrics=metrics,
                       jit_compile="auto" if cfg.jit is None else cfg.jit)
+        if finetune.wants_encoder_rate(cfg):  # --freeze-encoder-epochs, --encoder-lr-mult
+            finetune.scale_encoder_steps(model, cfg)
         if state is not None and state.epoch > 0:
             checkpoints.load_checkpoint(model, run.last_path)
             model.optimizer.learning_rate = state.lr  # the schedule's rate, or an explicit --lr
