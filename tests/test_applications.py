@@ -54,9 +54,11 @@ def keras_reference(backbone, channels=3, seed=0):
     build = getattr(keras.applications, BACKBONES[backbone].constructor)
     model = build(include_top=False, weights=None, input_shape=(None, None, channels))
     rng = np.random.default_rng(seed)
-    for w in model.weights:
-        if w.path.endswith(("gamma", "moving_variance")):
-            w.assign(rng.uniform(0.5, 1.5, w.shape).astype("float32"))
+    for w in model.weights:  # scales below 1: deep random networks stay far from overflow
+        if w.path.endswith("gamma"):
+            w.assign(rng.uniform(0.3, 0.8, w.shape).astype("float32"))
+        elif w.path.endswith("moving_variance"):
+            w.assign(rng.uniform(1.0, 2.0, w.shape).astype("float32"))
         elif w.path.endswith(("beta", "moving_mean", "bias")):
             w.assign(rng.normal(0, 0.1, w.shape).astype("float32"))
     return model
@@ -76,7 +78,7 @@ def write_keras_h5(model, path):
             group = f.create_group(layer.name)
             group.attrs["weight_names"] = names
             for name, w in zip(names, weights, strict=True):
-                group.create_dataset(name.decode().split("/", 1)[1], data=np.asarray(w))
+                group.create_dataset(name.decode(), data=np.asarray(w))  # at group/layer/wi
     return path
 
 

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from networks import registry_names
 
 BACKENDS = ("torch", "jax")
 INSTALL = {
@@ -80,7 +81,8 @@ import kseg
 
 out["forward"] = {}
 trained = [arch for arch, *_ in CASES]
-for name in [n for n in kseg.list_models() if n not in trained]:  # the installed networks (entry points)
+# The installed networks (entry points) that tests/networks.py picks (one pair per backbone family).
+for name in [n for n in kseg.list_models() if n in FORWARD and n not in trained]:
     logits = kseg.create_model(name, num_classes=K).predict(np.full((1, S, S, 3), 128, "float32"), verbose=0)
     out["forward"][name] = {"shape": list(logits.shape), "dtype": str(logits.dtype),
                             "finite": bool(np.isfinite(logits).all()), "std": float(logits.std())}
@@ -123,7 +125,8 @@ def on_backend(request, data_dir, tmp_path_factory, run_python):
     np.save(tmp / "x.npy", got.x)
     fit = FIT.format(data=str(data_dir), runs=str(tmp / "runs"), best=str(got.run.best_path),
                      x=str(tmp / "x.npy"), y=str(got.y_path))
-    code = f"CASES = {CASES[backend]!r}\nCHECK_LOSS = {EAGER_LOSS_CHECK[backend]}\n{STEP}\n{fit}"
+    code = (f"CASES = {CASES[backend]!r}\nCHECK_LOSS = {EAGER_LOSS_CHECK[backend]}\n"
+            f"FORWARD = {registry_names()!r}\n{STEP}\n{fit}")
     stdout = run_python(code, backend=backend, env=ENV[backend], timeout=600)
     got.out = json.loads(stdout.strip().splitlines()[-1])
     return got
