@@ -147,8 +147,9 @@ def test_check_fails_on_an_export_that_disagrees(run_dir, tmp_path, monkeypatch)
 # 2048 -> 256 channels hold 14M of the network's 36M weights). A .keras file of each
 # network reloads in tests/test_models.py, and the SavedModel path is the one the tiny
 # model's tests above run.
-REAL_NETWORKS = {"unet": {}, "deeplabv3": {"aspp_filters": 16}}
-REAL_FORMATS = {"unet": ("litert",), "deeplabv3": ("onnx", "litert")}
+# DDRNet-23-slim through ONNX: the real-time network, and a stride of 64 (15 s).
+REAL_NETWORKS = {"unet": {}, "deeplabv3": {"aspp_filters": 16}, "ddrnet23slim": {}}
+REAL_FORMATS = {"unet": ("litert",), "deeplabv3": ("onnx", "litert"), "ddrnet23slim": ("onnx",)}
 REAL_EXPORTS = """
 import json
 import kseg

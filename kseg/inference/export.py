@@ -181,7 +181,7 @@ def _litert_runner(path):
 def _traced_export(model, path, fmt, size):
     import keras
 
-    _ensure_called(model)
+    _ensure_called(model, size)
     h, w = size or (None, None)
     signature = [keras.InputSpec(shape=(None, h, w, model.input_shape[-1]), dtype="float32")]
     try:
@@ -196,13 +196,15 @@ def _traced_export(model, path, fmt, size):
                         "fix the input size with --size HxW, e.g. --size 384x480.") from None
 
 
-def _ensure_called(model):
+def _ensure_called(model, size=None):
     # Keras exports trace a model only after it has been called once (a model loaded
-    # from a .keras file has not been).
+    # from a .keras file has not been). Free sides take --size, or 64: a multiple of
+    # every built-in network's stride (DDRNet's is 64).
     if not getattr(model, "_called", True):
         import keras
 
-        shape = tuple(d or 32 for d in model.input_shape[1:])
+        sides = tuple(d or s for d, s in zip(model.input_shape[1:3], size or (64, 64), strict=True))
+        shape = (*sides, model.input_shape[-1])
         model(keras.ops.zeros((1, *shape)))
 
 
