@@ -30,6 +30,9 @@ class ModelEntry:
     stride: int
     # "builtin", or the name of the distribution that registered the model.
     source: str = "builtin"
+    # A family of many variants (the keras.applications encoder-decoder pairs): listed and
+    # built by name like any model, left out of `kseg fit --all` and `kseg bench`'s default.
+    family: str | None = None
 
 
 _REGISTRY = {}
@@ -41,7 +44,7 @@ _current_source = "builtin"
 _current_plugin = None  # the entry point being imported by load_plugins, if any
 
 
-def register_model(name, stride=32, description=None):
+def register_model(name, stride=32, description=None, family=None):
     """Register `builder(num_classes, input_shape, **kwargs) -> keras.Model` as `name`.
 
     Returns the builder unchanged. The description defaults to the first line of its
@@ -60,6 +63,7 @@ def register_model(name, stride=32, description=None):
             description=description or (doc[0] if doc else ""),
             stride=stride,
             source=_current_source,
+            family=family,
         )
         taken = _REGISTRY.get(name)
         if taken is not None and not _same_function(taken.builder, builder):
@@ -153,6 +157,12 @@ def list_models(pattern="*"):
     """Sorted names of registered models that match the fnmatch `pattern`."""
     load_plugins()
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def core_models():
+    """The registered names outside a family, sorted: what `kseg fit --all` trains and
+    `kseg bench` measures when no network is named."""
+    return [n for n in list_models() if n not in _REGISTRY or _REGISTRY[n].family is None]
 
 
 def get_entry(name):

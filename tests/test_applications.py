@@ -184,3 +184,6 @@ def test_kseg_lists_every_pair_and_the_real_time_networks():
     assert registry.get_entry("unet-convnext_tiny").description == \
         "U-Net, keras.applications ConvNeXtTiny encoder"
     assert registry.get_entry("ddrnet23slim").stride == 64
+    # `kseg fit --all` and a bare `kseg bench` take the networks outside the family.
+    core = registry.core_models()
+    assert not pairs & set(core) and {"unet", "deeplabv3plus", "ddrnet23slim"} <= set(core)

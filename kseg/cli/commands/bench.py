@@ -30,14 +30,14 @@ from kseg.errors import KsegError
                    "(default: ./bench-peer.json where present).")
 def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, batch_size, ceiling_shape,
           fit_arch, fit_steps, peer_path):
-    """Measure ARCHS (default: all) at the study's settings; every process is a fresh one."""
+    """Measure ARCHS (default: all but the keras.applications pairs) at the study's settings."""
     from kseg import atomic, registry
     from kseg.bench import suite as benchsuite
     from kseg.bench.tables import tables
     from kseg.bench.targets import load_peer
 
     peer = load_peer(peer_path)  # a bad file fails here, before any measurement
-    archs = list(archs) or registry.list_models()
+    archs = list(archs) or registry.core_models()  # the keras.applications pairs by name only
     # Unknown names fail here, with the known ones. Models registered by a module that is
     # not an entry point (a test's tiny model) are imported again in each worker.
     modules = {registry.get_entry(a).builder.__module__ for a in archs}

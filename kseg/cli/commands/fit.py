@@ -9,7 +9,9 @@ from kseg.errors import KsegError
 
 @click.command("fit")
 @click.argument("arch", required=False)
-@click.option("--all", "all_models", is_flag=True, help="Train every registered model, one after the other.")
+@click.option("--all", "all_models", is_flag=True,
+              help="Train every registered model, one after the other (the keras.applications pairs, "
+                   "unet-resnet50 ..., only by name).")
 @click.option("--recipe", metavar="NAME|FILE",
               help="Start from a recipe: a shipped name (study, camvid) or a JSON file.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
@@ -36,7 +38,7 @@ def fit(arch, all_models, recipe, config_file, crops, runs_root, name, resume, l
     settings = {k: v for k, v in settings.items() if v is not None}  # None: not given
     if crops:
         settings["grid"] = None  # random crops (over any --grid): an explicit value, unlike no --grid
-    for a in registry.list_models() if all_models else [arch]:
+    for a in registry.core_models() if all_models else [arch]:
         try:
             run = api.fit(a, runs=runs_root, name=name, resume=resume, recipe=recipe, config=config_file,
                            progress=live, **settings)
