@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 from processes import child_env
@@ -57,3 +58,21 @@ def camvid_dir():
     if not (root / "train").is_dir():
         pytest.skip(f"CamVid not found at {root} (set $KSEG_CAMVID to a SegNet-layout CamVid)")
     return root
+
+
+@pytest.fixture
+def keras_cache(tmp_path, monkeypatch):
+    """Keras' weights cache in a temporary folder, and no network: keras.utils.get_file
+    looks the file up there as in ~/.keras/models (without the hash check: the file is
+    ours) and fails where it would download."""
+    from keras.src.utils import file_utils  # where keras.applications calls get_file
+
+    real, asked = file_utils.get_file, []
+
+    def offline(fname=None, origin=None, *args, cache_subdir="datasets", **kwargs):
+        asked.append((fname, cache_subdir))
+        return real(fname, origin="http://127.0.0.1:9/offline", cache_subdir=cache_subdir,
+                    cache_dir=str(tmp_path))
+
+    monkeypatch.setattr(file_utils, "get_file", offline)
+    return SimpleNamespace(models=tmp_path / "models", asked=asked)

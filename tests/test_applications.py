@@ -7,13 +7,10 @@ its own file name), found by keras.utils.get_file in a temporary cache, and kseg
 encoder features compared with keras.applications' own model on its own preprocessing.
 """
 
-from types import SimpleNamespace
-
 import h5py
 import keras
 import numpy as np
 import pytest
-from keras.src.utils import file_utils
 
 import kseg
 from kseg import registry
@@ -80,22 +77,6 @@ def write_keras_h5(model, path):
             for name, w in zip(names, weights, strict=True):
                 group.create_dataset(name.decode(), data=np.asarray(w))  # at group/layer/wi
     return path
-
-
-@pytest.fixture
-def keras_cache(tmp_path, monkeypatch):
-    """Keras' weights cache in a temporary folder, and no network: keras.utils.get_file
-    looks the file up there as in ~/.keras/models (without the hash check: the file is
-    ours) and fails where it would download."""
-    real, asked = file_utils.get_file, []
-
-    def offline(fname=None, origin=None, *args, cache_subdir="datasets", **kwargs):
-        asked.append((fname, cache_subdir))
-        return real(fname, origin="http://127.0.0.1:9/offline", cache_subdir=cache_subdir,
-                    cache_dir=str(tmp_path))
-
-    monkeypatch.setattr(file_utils, "get_file", offline)
-    return SimpleNamespace(models=tmp_path / "models", asked=asked)
 
 
 def encoder_features(model, x):

@@ -236,9 +236,20 @@ def test_deeplabv3_loads_xception_weights_file(keras_xception, tmp_path, via):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_xception_imagenet_weights_come_from_keras_cache(keras_xception, keras_cache):
+    from test_applications import write_keras_h5  # tests/ is on sys.path
+
+    with pytest.raises(KsegError, match=r"xception: Keras could not get its ImageNet weights .*~/\.keras"):
+        kseg.create_model("deeplabv3", num_classes=NUM_CLASSES, weights="imagenet")  # not in the cache
+    file = "xception_weights_tf_dim_ordering_tf_kernels_notop.h5"  # keras.applications' name
+    write_keras_h5(keras_xception, keras_cache.models / file)
+    model = kseg.create_model("deeplabv3", num_classes=NUM_CLASSES, weights="imagenet")
+    ours = [w for layer in backbone_layers(model) for w in layer.weights]
+    for a, b in zip(keras_xception.weights, ours, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
 def test_weight_loader_errors(built, tmp_path):
-    with pytest.raises(KsegError, match="local"):
-        load_xception_weights(built("deeplabv3"), "imagenet")
     with pytest.raises(KsegError, match="not found"):
         load_xception_weights(built("deeplabv3"), tmp_path / "missing.weights.h5")
     with pytest.raises(KsegError, match="Xception weights"):

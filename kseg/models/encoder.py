@@ -102,16 +102,26 @@ def reference_model(backbone, weights):
         raise KsegError(f"{backbone} weights file {where!r} not found; pass a local "
                         f"keras.applications.{row.constructor}(include_top=False) weights file, "
                         f"'imagenet' or none.")
+    if where == "imagenet":
+        return keras_imagenet(backbone, lambda: application(backbone, 3, "imagenet"))
     try:
         return application(backbone, 3, where)
     except Exception as exc:
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
-        if where == "imagenet":
-            raise KsegError(f"{backbone}: Keras could not get its ImageNet weights ({reason}). Keras reads "
-                            f"them from ~/.keras/models (downloaded once where online): copy the file "
-                            f"there, or pass a local weights file.") from exc
         raise KsegError(f"{where}: not keras.applications.{row.constructor}(include_top=False) weights "
                         f"({reason}).") from exc
+
+
+def keras_imagenet(backbone, build):
+    """`build()`, a keras.applications model with weights="imagenet"; Keras' failure to get
+    the file (offline, not in its cache) as one line saying where the file goes."""
+    try:
+        return build()
+    except Exception as exc:
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise KsegError(f"{backbone}: Keras could not get its ImageNet weights ({reason}). Keras reads "
+                        f"them from ~/.keras/models (downloaded once where online): copy the file "
+                        f"there, or pass a local weights file.") from exc
 
 
 def copy_weights(target, reference, backbone):

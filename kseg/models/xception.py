@@ -98,11 +98,11 @@ def _source_layers(weights):
         model = weights
     else:
         path = os.fspath(weights)
-        if path == "imagenet":
-            raise KsegError(
-                "weights='imagenet': kseg never downloads. Pass a local file, e.g. "
-                "keras.applications.Xception(include_top=False).save_weights('x.weights.h5')."
-            )
+        if path == "imagenet":  # Keras' own: its cache ~/.keras/models, a download where online
+            from kseg.models.encoder import keras_imagenet
+
+            model = keras_imagenet("xception", lambda: keras.applications.Xception(include_top=False))
+            return [layer for layer in model.layers if layer.weights]
         if not os.path.isfile(path):
             raise KsegError(f"Xception weights file {path!r} not found; pass a local .h5 file.")
         # Keras' own Xception reads both its native .weights.h5 and the legacy ImageNet .h5.

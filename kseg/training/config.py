@@ -92,8 +92,9 @@ class FitConfig:
     init_from: str | None = option(None, "Start from a checkpoint (.keras file or run directory).",
                                    "--init-from", str, metavar="PATH")
     encoder_weights: str | None = option(None, "Pretrained encoder weights: imagenet (keras.applications "
-                                         "encoders such as unet-resnet50, from Keras' cache ~/.keras/models, "
-                                         "downloaded once where online) or a local file (their Keras weights "
+                                         "encoders such as unet-resnet50, and DeepLabV3's Xception: Keras' "
+                                         "own, from its cache ~/.keras/models, downloaded once where online) "
+                                         "or a local file (their Keras weights "
                                          "file; U-Net: torchvision/timm ResNet-34 .pth or .safetensors; "
                                          "DeepLabV3: Keras' Xception .h5).", "--encoder-weights", str,
                                          metavar="imagenet|FILE")
