@@ -66,8 +66,9 @@ def deeplabv3(
         output_stride: 16 (default) or 8 (atrous exit flow and more memory), or 32
             (no dilation: the backbone is exactly keras.applications' Xception).
         activation: None for logits, or "softmax" to add a `probabilities` layer.
-        weights: None, or a local Xception(include_top=False) weights file or model
-            to initialise the backbone (see `load_xception_weights`). No downloads.
+        weights: None, "imagenet" (keras.applications' Xception weights, from Keras' cache
+            or downloaded once where online), or a local Xception(include_top=False)
+            weights file or model to initialise the backbone (see `load_xception_weights`).
         **kwargs: `aspp_filters` (default 256).
     """
     aspp_filters = kwargs.pop("aspp_filters", 256)

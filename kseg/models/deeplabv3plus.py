@@ -58,8 +58,9 @@ def deeplabv3plus(
         output_stride: 16 (default), 8 or 32; the ASPP output is upsampled by
             output_stride / 4 to meet the stride-4 features.
         activation: None for logits, or "softmax" to add a `probabilities` layer.
-        weights: None, or a local Xception(include_top=False) weights file or model
-            to initialise the backbone (see `load_xception_weights`). No downloads.
+        weights: None, "imagenet" (keras.applications' Xception weights, from Keras' cache
+            or downloaded once where online), or a local Xception(include_top=False)
+            weights file or model to initialise the backbone (see `load_xception_weights`).
         **kwargs: `aspp_filters` (256), `low_level_filters` (48), `decoder_filters` (256).
     """
     aspp_filters = kwargs.pop("aspp_filters", 256)

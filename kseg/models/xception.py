@@ -120,8 +120,9 @@ def load_xception_weights(model_or_backbone, weights):
 
     Args:
         model_or_backbone: a kseg DeepLabV3 or bare `xception()` model (any output_stride).
-        weights: path of a `Xception(include_top=False)` weights file (.weights.h5, or
-            the legacy ImageNet .h5), or a keras.applications Xception instance.
+        weights: "imagenet" (keras.applications' own weights, through Keras' cache), the
+            path of a `Xception(include_top=False)` weights file (.weights.h5, or the
+            legacy ImageNet .h5), or a keras.applications Xception instance.
 
     Layers are paired in order; keras' named layers must agree by name, its unnamed
     shortcut convs by class, and every weight by shape. Raises KsegError on mismatch.
