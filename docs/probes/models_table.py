@@ -3,12 +3,13 @@ predict ms per 360x480 frame, for the named networks one after another in one pr
 
     python docs/probes/models_table.py [--train-steps 3] [--frames 5] NAME ... > models_table.jsonl
 
-Short runs: float32, TensorFlow, XLA off (kseg's CPU default). Train: Adam and sparse
-cross-entropy on random (16, 128, 128, 3) patches, one untimed step (the trace), then the
-median of `--train-steps` steps. Predict: a (1, 360, 480, 3) frame padded to the
-network's stride (384x480; 384x512 for DDRNet's 64), a compiled forward pass, median of
-`--frames` after two untimed. GFLOPs (kseg.bench.flops, a multiply-add is 2) at the
-padded size. One JSON line per network.
+Short runs: float32, TensorFlow, XLA off (kseg's CPU default). Train: the model as
+`kseg fit` compiles it (kseg.training.loop.build_model: cross-entropy, the training
+metrics, fused batch norm, Adam) on random (16, 128, 128, 3) patches of CamVid's 12
+classes, one untimed step (the trace), then the median of `--train-steps` steps.
+Predict: a (1, 360, 480, 3) frame padded to the network's stride (384x480; 384x512 for
+DDRNet's 64), a compiled forward pass, median of `--frames` after two untimed. GFLOPs
+(kseg.bench.flops, a multiply-add is 2) at the padded size. One JSON line per network.
 """
 
 import argparse
@@ -19,11 +20,13 @@ import numpy as np
 
 
 def measure(name, train_steps, frames, batch=16, patch=128):
-    import keras
     import tensorflow as tf
 
     import kseg
     from kseg.bench.flops import forward_flops
+    from kseg.data.spec import CAMVID
+    from kseg.training.config import FitConfig
+    from kseg.training.loop import build_model
 
     stride = kseg.registry.get_entry(name).stride
     h, w = -(-360 // stride) * stride, -(-480 // stride) * stride
@@ -33,18 +36,19 @@ def measure(name, train_steps, frames, batch=16, patch=128):
     forward = tf.function(lambda x: model(x, training=False), jit_compile=False)
     x = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, h, w, 3)).astype("float32"))
     times = []
-    for i in range(frames + 2):
+    for _ in range(frames + 2):
         start = time.perf_counter()
         forward(x).numpy()
         times.append(time.perf_counter() - start)
     row["predict_ms"] = 1000 * float(np.median(times[2:]))
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=False,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    # Compiled as `kseg fit` compiles it: loss, metrics, fused batch norm, Adam.
+    cfg = FitConfig(arch=name, precision="float32", jit=False, patch=patch, batch_size=batch).validate()
+    model = build_model(cfg, CAMVID)
     rng = np.random.default_rng(1)
     xb = rng.uniform(0, 255, (batch, patch, patch, 3)).astype("float32")
-    yb = rng.integers(0, 12, (batch, patch, patch)).astype("int32")
+    yb = rng.integers(0, 12, (batch, patch, patch)).astype("uint8")
     times = []
-    for i in range(train_steps + 1):
+    for _ in range(train_steps + 1):
         start = time.perf_counter()
         model.train_on_batch(xb, yb)
         times.append(time.perf_counter() - start)
