@@ -8,8 +8,9 @@ Short runs: float32, TensorFlow, XLA off (kseg's CPU default). Train: the model 
 metrics, fused batch norm, Adam) on random (16, 128, 128, 3) patches of CamVid's 12
 classes, one untimed step (the trace), then the median of `--train-steps` steps.
 Predict: a (1, 360, 480, 3) frame padded to the network's stride (384x480; 384x512 for
-DDRNet's 64), a compiled forward pass, median of `--frames` after two untimed. GFLOPs
-(kseg.bench.flops, a multiply-add is 2) at the padded size. One JSON line per network.
+DDRNet's 64), a compiled forward pass, median of `--frames` after two untimed
+(`--frames 0`: sizes only). GFLOPs (kseg.bench.flops, a multiply-add is 2) at the padded
+size. One JSON line per network.
 """
 
 import argparse
@@ -33,6 +34,8 @@ def measure(name, train_steps, frames, batch=16, patch=128):
     model = kseg.create_model(name, num_classes=12)
     row = {"name": name, "params": int(model.count_params()), "frame": [h, w],
            "gflops": forward_flops(model, (h, w, 3)) / 1e9}
+    if not frames:  # --frames 0: size only
+        return row
     forward = tf.function(lambda x: model(x, training=False), jit_compile=False)
     x = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, h, w, 3)).astype("float32"))
     times = []
