@@ -8,9 +8,9 @@ Short runs: float32, TensorFlow, XLA off (kseg's CPU default). Train: the model 
 metrics, fused batch norm, Adam) on random (16, 128, 128, 3) patches of CamVid's 12
 classes, one untimed step (the trace), then the median of `--train-steps` steps.
 Predict: a (1, 360, 480, 3) frame padded to the network's stride (384x480; 384x512 for
-DDRNet's 64), a compiled forward pass, median of `--frames` after two untimed
-(`--frames 0`: sizes only). GFLOPs (kseg.bench.flops, a multiply-add is 2) at the padded
-size. One JSON line per network.
+DDRNet's 64), a compiled forward pass, median (and min) of `--frames` after two untimed.
+`--frames 0`: sizes only; `--train-steps 0`: no training. GFLOPs (kseg.bench.flops, a
+multiply-add is 2) at the padded size. One JSON line per network.
 """
 
 import argparse
@@ -44,6 +44,9 @@ def measure(name, train_steps, frames, batch=16, patch=128):
         forward(x).numpy()
         times.append(time.perf_counter() - start)
     row["predict_ms"] = 1000 * float(np.median(times[2:]))
+    row["predict_ms_min"] = 1000 * float(np.min(times[2:]))
+    if not train_steps:  # --train-steps 0: predict only
+        return row
     # Compiled as `kseg fit` compiles it: loss, metrics, fused batch norm, Adam.
     cfg = FitConfig(arch=name, precision="float32", jit=False, patch=patch, batch_size=batch).validate()
     model = build_model(cfg, CAMVID)
