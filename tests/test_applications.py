@@ -7,6 +7,8 @@ its own file name), found by keras.utils.get_file in a temporary cache, and kseg
 encoder features compared with keras.applications' own model on its own preprocessing.
 """
 
+import json
+
 import h5py
 import keras
 import numpy as np
@@ -168,3 +170,15 @@ def test_kseg_lists_every_pair_and_the_real_time_networks():
     # `kseg fit --all` and a bare `kseg bench` take the networks outside the family.
     core = registry.core_models()
     assert not pairs & set(core) and {"unet", "deeplabv3plus", "ddrnet23slim"} <= set(core)
+
+
+def test_kseg_models_lists_the_pairs_and_counts_them_when_named():
+    from click.testing import CliRunner
+
+    from kseg.cli import main
+
+    listed = json.loads(CliRunner().invoke(main, ["models", "--json", "--no-params"]).output)["models"]
+    assert {m["name"] for m in listed} >= {f"fpn-{b}" for b in BACKBONES}
+    named = json.loads(CliRunner().invoke(main, ["models", "fpn-mobilenetv3*", "--json"]).output)["models"]
+    assert [(m["name"], m["params"] > 1e6) for m in named] == [("fpn-mobilenetv3large", True),
+                                                               ("fpn-mobilenetv3small", True)]
