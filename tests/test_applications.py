@@ -182,3 +182,23 @@ def test_kseg_models_lists_the_pairs_and_counts_them_when_named():
     named = json.loads(CliRunner().invoke(main, ["models", "fpn-mobilenetv3*", "--json"]).output)["models"]
     assert [(m["name"], m["params"] > 1e6) for m in named] == [("fpn-mobilenetv3large", True),
                                                                ("fpn-mobilenetv3small", True)]
+
+
+def test_kseg_fit_settings_take_imagenet_weights_through_the_cache(keras_cache):
+    """The FitConfig that `kseg fit fpn-mobilenetv3small --encoder-weights imagenet --channels 1`
+    resolves to builds the network with Keras' weights, the stem adapted to grey."""
+    from kseg.data.spec import CAMVID
+    from kseg.training import checkpoints
+    from kseg.training.recipes import resolve
+
+    reference = keras_reference("mobilenetv3small")
+    write_keras_h5(reference, keras_cache.models / KERAS_FILES["mobilenetv3small"])
+    cfg, _ = resolve("fpn-mobilenetv3small", encoder_weights="imagenet", channels=1)
+    model = checkpoints.create(cfg, CAMVID)
+    encoder = model.get_layer("encoder")
+    assert model.input_shape == (None, None, None, 1) and encoder.get_layer("conv").kernel.shape[2] == 1
+    stem = reference.get_layer("conv").kernel  # (3, 3, 3, 16); x/127.5 - 1 for every channel: summed
+    grey = np.asarray(stem).sum(2, keepdims=True)
+    np.testing.assert_allclose(np.asarray(encoder.get_layer("conv").kernel), grey, rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(encoder.get_layer("conv_bn").moving_mean),
+                                  np.asarray(reference.get_layer("conv_bn").moving_mean))
