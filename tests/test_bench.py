@@ -254,3 +254,20 @@ def test_measure_fit_times_a_real_fit_and_its_bare_steps(tmp_path):
     # A ratio of two timings: its value is for `make bench`, here only that it was measured.
     assert math.isfinite(fit["fused_norm_speedup"]) and fit["fused_norm_speedup"] > 0
     assert (tmp_path / "runs" / kseg_tiny.NAME / "history.csv").exists()
+
+
+def test_bench_table_measures_sizes_training_and_frames(tmp_path):
+    """`kseg bench --table` on the tiny model: its parameters and FLOPs by hand, and times."""
+    from kseg.cli import main
+
+    out = tmp_path / "table.json"
+    args = ["bench", kseg_tiny.NAME, "--table", "--steps", "1", "--json", str(out)]
+    result = CliRunner().invoke(main, args, terminal_width=200)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())
+    # tiny_test: 3x3 convs 3->8 and 8->8 with biases, a 1x1 head to CamVid's 11 classes.
+    assert row["params"] == (9 * 3 * 8 + 8) + (9 * 8 * 8 + 8) + (8 * 11 + 11)
+    assert row["frame"] == [360, 480]  # stride 4 divides both sides
+    assert row["gflops"] == pytest.approx(2 * 360 * 480 * (9 * 3 * 8 + 9 * 8 * 8 + 8 * 11) / 1e9)
+    assert row["train_patches_s"] > 0 and 0 < row["predict_ms_min"] <= row["predict_ms"]
+    assert "Networks (float32, short runs)" in result.output and "360x480" in result.output

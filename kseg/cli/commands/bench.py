@@ -25,19 +25,24 @@ from kseg.errors import KsegError
 @click.option("--fit-steps", type=click.IntRange(min=0),
               help="Batches per epoch of that fit: 20 by default (4 with --quick), its whole epoch "
                    "projected from them; 0 trains whole epochs.")
+@click.option("--table", is_flag=True, help="Only the networks table: parameters, GFLOPs at 360x480, train "
+              "patches/s and predict ms per 360x480 frame of ARCHS, in this process (--steps train steps, "
+              "default 2).")
 @click.option("--peer", "peer_path", type=click.Path(dir_okay=False), default=None,
               help="bench-peer.json of `make bench-peer`, for the target against segmentation_models "
                    "(default: ./bench-peer.json where present).")
 def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, batch_size, ceiling_shape,
-          fit_arch, fit_steps, peer_path):
+          fit_arch, fit_steps, table, peer_path):
     """Measure ARCHS (default: all but the keras.applications pairs) at the study's settings."""
     from kseg import atomic, registry
     from kseg.bench import suite as benchsuite
     from kseg.bench.tables import tables
     from kseg.bench.targets import load_peer
 
-    peer = load_peer(peer_path)  # a bad file fails here, before any measurement
     archs = list(archs) or registry.core_models()  # the keras.applications pairs by name only
+    if table:
+        return _networks_table(archs, 2 if steps is None else steps, json_path)
+    peer = load_peer(peer_path)  # a bad file fails here, before any measurement
     # Unknown names fail here, with the known ones. Models registered by a module that is
     # not an entry point (a test's tiny model) are imported again in each worker.
     modules = {registry.get_entry(a).builder.__module__ for a in archs}
@@ -58,6 +63,21 @@ def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, ba
     if json_path:
         atomic.write_json(json_path, results)
         output.err_console.print(f"Wrote {json_path}.", highlight=False)
+
+
+def _networks_table(archs, steps, json_path):
+    from kseg import atomic, registry
+    from kseg.bench.models_table import COLUMNS, measure, table_rows
+
+    for arch in archs:
+        registry.get_entry(arch)  # unknown names fail before any measurement
+    rows = []
+    for arch in archs:
+        rows.append(measure(arch, train_steps=steps))
+        output.err_console.print(f"{arch}: measured", highlight=False)
+    output.print_table("Networks (float32, short runs)", COLUMNS, table_rows(rows), digits=3)
+    if json_path:
+        atomic.write_json(json_path, rows)
 
 
 def _shape(text):
