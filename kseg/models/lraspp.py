@@ -57,12 +57,18 @@ def lraspp(backbone, num_classes, input_shape, activation, encoder_weights, kwar
 @register_model("lraspp-mobilenetv3large", stride=32)
 def lraspp_mobilenetv3large(num_classes=12, input_shape=(None, None, 3), activation=None,
                             encoder_weights=None, **kwargs):
-    """LR-ASPP, MobileNetV3-Large encoder: real time on a CPU (encoder_weights: None, 'imagenet', a file)."""
+    """LR-ASPP, MobileNetV3-Large encoder: real time on a CPU.
+
+    encoder_weights: None, 'imagenet' (Keras' cache) or a MobileNetV3Large weights file.
+    """
     return lraspp("mobilenetv3large", num_classes, input_shape, activation, encoder_weights, kwargs)
 
 
 @register_model("lraspp-mobilenetv3small", stride=32)
 def lraspp_mobilenetv3small(num_classes=12, input_shape=(None, None, 3), activation=None,
                             encoder_weights=None, **kwargs):
-    """LR-ASPP, MobileNetV3-Small encoder: the lightest (encoder_weights: None, 'imagenet', a file)."""
+    """LR-ASPP, MobileNetV3-Small encoder: the lightest, real time on a CPU.
+
+    encoder_weights: None, 'imagenet' (Keras' cache) or a MobileNetV3Small weights file.
+    """
     return lraspp("mobilenetv3small", num_classes, input_shape, activation, encoder_weights, kwargs)
