@@ -6,7 +6,7 @@ KSEG   := $(VENV)/bin/kseg
 STAMP  := $(VENV)/.kseg-installed
 DEMO   ?= demo-runs
 
-.PHONY: install torch hub test coverage demo bench bench-peer lint clean
+.PHONY: install torch hub test test-oldest test-versions coverage demo bench bench-peer lint clean
 
 install: $(STAMP)
 
@@ -62,6 +62,38 @@ TEST_WORKERS ?= 2
 test: install torch hub
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(COV)
 
+# A pinned set of versions (constraints/$(VERSIONS).txt) in its own venv, .venv-$(VERSIONS),
+# and a smoke subset end to end: kseg.compat's entries, fused batch norm, fit + SIGTERM/
+# SIGKILL + resume, eval, predict, export (keras, SavedModel, ONNX, LiteRT) and the JAX
+# backend. `make test-oldest` is the oldest supported set (setup.cfg's floors) on the
+# oldest Python declared, where this machine has it; `make test-versions VERSIONS=keras-3.12`
+# another set. The whole suite runs on the newest versions (`make test`).
+VERSIONS        ?= oldest
+VERSIONS_PYTHON ?= $(if $(filter oldest,$(VERSIONS)),3.10,3)
+VERSIONS_VENV   := .venv-$(VERSIONS)
+VERSIONS_STAMP  := $(VERSIONS_VENV)/.kseg-installed
+SMOKE_TESTS     ?= tests/test_compat.py tests/test_fused_norm.py \
+	tests/test_resume.py::test_sigterm_then_sigkill_then_resume_gives_the_uninterrupted_history \
+	tests/test_eval.py::test_eval_numbers_match_independent_computation \
+	tests/test_predict_report.py::test_predict_folder_writes_masks_in_palette \
+	tests/test_export.py::test_export_matches_checkpoint tests/test_backends.py
+
+$(VERSIONS_STAMP): setup.cfg pyproject.toml constraints/$(VERSIONS).txt
+	test -x $(VERSIONS_VENV)/bin/python || \
+		$$(sh constraints/find-python $(VERSIONS_PYTHON) $(PYTHON)) -m venv $(VERSIONS_VENV)
+	$(VERSIONS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VERSIONS_VENV)/bin/python -m pip install -q -c constraints/$(VERSIONS).txt -e '.[dev,jax]'
+	touch $@
+
+test-versions: $(VERSIONS_STAMP)
+	@$(VERSIONS_VENV)/bin/python -c "import sys, keras, tensorflow as tf, numpy as np; \
+		print('$(VERSIONS): Python', sys.version.split()[0], 'TensorFlow', tf.__version__, \
+		'Keras', keras.__version__, 'NumPy', np.__version__)" 2>/dev/null
+	$(VERSIONS_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider $(SMOKE_TESTS)
+
+test-oldest:
+	$(MAKE) test-versions VERSIONS=oldest
+
 coverage: install torch hub
 	$(PY) -m pytest -q --cov=kseg --cov-report=term --cov-config=tests/coverage-subprocess.ini
 
@@ -97,4 +129,4 @@ lint: install
 	$(VENV)/bin/ruff check kseg tests examples
 
 clean:
-	rm -rf $(VENV) $(PEER_VENV) $(DEMO) runs bench.json bench-peer.json *.egg-info
+	rm -rf $(VENV) $(PEER_VENV) .venv-*/ $(DEMO) runs bench.json bench-peer.json *.egg-info

@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "kseg"
 LAYERS = (
+    ("compat",),
     ("errors", "atomic", "quiet"),
     ("parsing", "output"),
     ("registry",),

@@ -27,7 +27,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kseg import atomic
+from kseg import atomic, compat
 from kseg.errors import KsegError
 from kseg.runs import HISTORY_COLUMNS, timestamp
 from kseg.training.checkpoints import save_checkpoint
@@ -239,20 +239,14 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
     def __init__(self, run, recorder, **kwargs):
         super().__init__(log_dir=str(Path(run.path) / "tensorboard"), **kwargs)
         self.recorder = recorder
-        self._epoch_lr = None
 
     def on_epoch_end(self, epoch, logs=None):
-        rows = self.recorder.rows
-        self._epoch_lr = rows[-1]["lr"] if rows and rows[-1]["epoch"] == epoch + 1 else None
-        super().on_epoch_end(epoch + 1, logs)
-
-    def _collect_learning_rate(self, logs):
-        # Keras reads the optimizer, whose rate a plateau may already have lowered for
+        # Keras logs the optimizer's rate, which a plateau may already have lowered for
         # the next epoch; log the rate this epoch trained at, as history.csv does.
-        logs = super()._collect_learning_rate(logs)
-        if self._epoch_lr is not None:
-            logs["learning_rate"] = self._epoch_lr
-        return logs
+        rows = self.recorder.rows
+        rate = rows[-1]["lr"] if rows and rows[-1]["epoch"] == epoch + 1 else None
+        with compat.tensorboard_learning_rate(self, rate):
+            super().on_epoch_end(epoch + 1, logs)
 
 
 def current_lr(model):

@@ -2,6 +2,7 @@
 another checkpoint (`--init-from`) or from pretrained encoder weights (`--encoder-weights`)."""
 
 import inspect
+import json
 import tempfile
 import zipfile
 from pathlib import Path
@@ -46,31 +47,30 @@ def save_checkpoint(model, path):
     load, so a checkpoint that held them would not load in a bare `import keras`
     process. Resuming never needs it: `load_checkpoint` reads weights and optimizer
     state into a model kseg compiled itself.
-    """
-    compile_config = model.__dict__.pop("_compile_config", None)  # read by get_compile_config()
-    try:
-        _save_through_folder(model, Path(path))
-    finally:
-        if compile_config is not None:
-            model.__dict__["_compile_config"] = compile_config
-
-
-def _save_through_folder(model, path):
-    """`model.save(path)` for a .keras path, with the weights streamed to disk.
 
     Keras builds a .keras file's weights in memory (an h5 file in a BytesIO) before it
     zips them: for U-Net with its Adam state that is 280 MB on top of the training
     run's peak at every epoch. Saved as a folder (`zipped=False`) the same h5 file goes
-    straight to disk, and a .keras file is that folder zipped, stored uncompressed as
-    Keras writes it, so `keras.saving.load_model` reads the result like its own.
+    straight to disk; the .keras file is that folder zipped, stored uncompressed as Keras
+    writes it, so `keras.saving.load_model` reads the result like its own.
     """
+    path = Path(path)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".saving-") as tmp:
         folder = Path(tmp) / "model"
         model.save(folder, zipped=False)
+        _drop_compile_config(folder / "config.json")
         with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
             for file in sorted(folder.rglob("*")):  # metadata.json, config.json, model.weights.h5, assets/
                 if file.is_file():
                     archive.write(file, file.relative_to(folder).as_posix())
+
+
+def _drop_compile_config(config_file):
+    """Remove the top-level "compile_config" of a saved model's config.json: what Keras
+    writes for a model that was never compiled (the .keras format, Keras 3.0 on)."""
+    config = json.loads(config_file.read_text())
+    if config.pop("compile_config", None) is not None:
+        config_file.write_text(json.dumps(config))
 
 
 def load_checkpoint(model, path):

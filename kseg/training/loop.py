@@ -11,7 +11,7 @@ import contextlib
 import signal
 from pathlib import Path
 
-from kseg import output
+from kseg import compat, output
 from kseg.errors import KsegError
 from kseg.runs import RunDir
 from kseg.training import session
@@ -145,8 +145,8 @@ def build_training_state(model, patch):
 
     Keras' TensorFlow trainer leaves them to the first trace of the train step unless a
     distribution strategy is set, and a tf.function whose first trace created variables
-    is traced again: every fit traced its train step twice (more start-up on the AVX2
-    CPU of run J: U-Net 23-27 s, DeepLabV3 31 s, SegFormer-B0 39 s). This is Keras' own
+    is traced again: every fit traced its train step twice (23-39 s more start-up per
+    network on a 2-core AVX2 CPU). This is Keras' own
     symbolic build, as it runs under a strategy: shapes only, no data read, no step run.
     The shapes are a training batch's, (1, patch, patch, C) images and (1, patch, patch)
     uint8 labels (some layers cannot be built for unknown sides), or the model's own
@@ -154,14 +154,12 @@ def build_training_state(model, patch):
     """
     import keras
 
-    build, shape = getattr(model, "_symbolic_build", None), model.input_shape
-    if build is None or not all(d is None or isinstance(d, int) for d in shape):
-        return  # not Keras 3's trainer, or several inputs (a plugin's): Keras' own way
+    shape = model.input_shape
+    if not all(d is None or isinstance(d, int) for d in shape):
+        return  # several inputs (a plugin's): Keras builds them on the first step
     shape = (1, *(patch if side is None else side for side in shape[1:-1]), shape[-1])
-    try:
-        build(data_batch=(keras.KerasTensor(shape, "float32"), keras.KerasTensor(shape[:-1], "uint8")))
-    except Exception:  # a speed-up only: a model it cannot build still trains the Keras way
-        pass
+    images, labels = keras.KerasTensor(shape, "float32"), keras.KerasTensor(shape[:-1], "uint8")
+    compat.symbolic_build(model, (images, labels))
 
 
 @contextlib.contextmanager
