@@ -149,11 +149,12 @@ def export(model, path, fmt, input_signature):
     """`model.export(path, format=fmt, input_signature=...)`, quietly, on every supported Keras.
 
     Keras exports "tf_saved_model" and "onnx" from 3.8 and "litert" from 3.13 (read in
-    keras/src/models/model.py, 3.8-3.15). Before 3.13 a LiteRT file is converted here by
-    TensorFlow's public tf.lite.TFLiteConverter from the SavedModel Keras exports, which
-    is what Keras' own "litert" path runs on TensorFlow.
+    keras/src/models/model.py, 3.8-3.15), but 3.13's LiteRT file needs TensorFlow's Flex
+    delegate for plain convolutions (FlexConv2D), which tf.lite.Interpreter and most
+    LiteRT runtimes lack. Before 3.14 a LiteRT file is converted here by TensorFlow's
+    public tf.lite.TFLiteConverter from the SavedModel Keras exports, with builtin ops only.
     """
-    if fmt == "litert" and _keras_release() < (3, 13):
+    if fmt == "litert" and _keras_release() < (3, 14):
         return _litert_through_saved_model(model, path, input_signature)
     model.export(str(path), format=fmt, verbose=False, input_signature=input_signature)
 

@@ -216,12 +216,12 @@ def test_import_kseg_changes_nothing():
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="LiteRT export runs on TensorFlow")
-def test_litert_export_before_keras_3_13_goes_through_a_saved_model(tmp_path, monkeypatch):
+def test_litert_export_before_keras_3_14_goes_through_a_saved_model(tmp_path, monkeypatch):
     import tensorflow as tf
 
     model = _tiny_model(compiled=False)
     signature = [keras.InputSpec(shape=(None, 8, 8, 3), dtype="float32")]
-    monkeypatch.setattr(compat, "_keras_release", lambda: (3, 12))
+    monkeypatch.setattr(compat, "_keras_release", lambda: (3, 13))
     compat.export(model, tmp_path / "m.tflite", "litert", signature)
     interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "m.tflite"))
     interpreter.allocate_tensors()

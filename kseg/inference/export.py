@@ -9,7 +9,7 @@
     (B, H, W, 3), batch and spatial sizes dynamic.
 
   * litert: `model.export(path, format="litert")`, a `.tflite` flatbuffer converted by
-    TensorFlow's own `tf.lite.TFLiteConverter` (Keras 3.13 on TensorFlow, and kseg.compat
+    TensorFlow's own `tf.lite.TFLiteConverter` (Keras 3.14 on TensorFlow, and kseg.compat
     before it; no extra package; the torch backend would need `litert-torch`); checked
     with `tf.lite.Interpreter`.
 
