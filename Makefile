@@ -52,7 +52,7 @@ $(HUB_STAMP): $(STAMP) examples/kseg-hub/pyproject.toml
 
 # Not measured by default: CI must stay under 15 minutes, and on a 2-core AVX2 CPU the
 # suite took 1,027 s measured, 955 s unmeasured with two fewer real-network exports
-# (602 s after the tests' processes were merged, docs/benchmarks.md run K).
+# (602 s after the tests' processes were merged, benchmarks/LOG.md run K).
 # `make coverage` measures the test processes and the kseg processes they start;
 # `make test COV="--cov=kseg --cov-report=term"` the test processes alone.
 COV ?=
@@ -115,14 +115,14 @@ PEER_STEPS  ?= 5
 PEER_PRECISION ?= auto
 PEER_STAMP  := $(PEER_VENV)/.peer-installed
 
-$(PEER_STAMP): kseg/bench/peer-requirements.txt
+$(PEER_STAMP): benchmarks/peer/requirements.txt
 	test -x $(PEER_VENV)/bin/python || $(PY) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
-	$(PEER_VENV)/bin/python -m pip install -q -r kseg/bench/peer-requirements.txt
+	$(PEER_VENV)/bin/python -m pip install -q -r benchmarks/peer/requirements.txt
 	touch $(PEER_STAMP)
 
 bench-peer: install $(PEER_STAMP)
-	$(PY) -m kseg.bench.peer --rounds $(PEER_ROUNDS) --steps $(PEER_STEPS) --precision $(PEER_PRECISION) \
+	$(PY) benchmarks/peer/bench_peer.py --rounds $(PEER_ROUNDS) --steps $(PEER_STEPS) --precision $(PEER_PRECISION) \
 		--peer-python $(PEER_VENV)/bin/python --json bench-peer.json
 
 lint: install
