@@ -6,7 +6,7 @@ KSEG   := $(VENV)/bin/kseg
 STAMP  := $(VENV)/.kseg-installed
 DEMO   ?= demo-runs
 
-.PHONY: install torch hub test test-oldest test-versions coverage demo bench bench-peer lint clean
+.PHONY: install torch hub test test-oldest test-versions coverage demo docs bench bench-peer lint clean
 
 install: $(STAMP)
 
@@ -104,6 +104,17 @@ demo: install
 	$(KSEG) eval --all --runs $(DEMO) --splits val,test
 	$(KSEG) report --runs $(DEMO)
 
+# The documentation (mkdocs.yml, docs/) into site/, strictly: a broken link or anchor, or an API
+# docstring that does not render, is an error. Nothing is fetched while it builds.
+DOCS_STAMP := $(VENV)/.kseg-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+
 bench: install
 	$(KSEG) bench --fit-steps 0 --json bench.json
 
@@ -126,7 +137,7 @@ bench-peer: install $(PEER_STAMP)
 		--peer-python $(PEER_VENV)/bin/python --json bench-peer.json
 
 lint: install
-	$(VENV)/bin/ruff check kseg tests examples
+	$(VENV)/bin/ruff check kseg tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) $(PEER_VENV) .venv-*/ $(DEMO) runs bench.json bench-peer.json *.egg-info
+	rm -rf $(VENV) $(PEER_VENV) .venv-*/ $(DEMO) runs bench.json bench-peer.json site *.egg-info

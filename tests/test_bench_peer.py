@@ -89,9 +89,9 @@ def test_a_side_with_no_good_round_has_no_ratio():
 
 
 def test_missing_peer_venv_is_one_line_with_the_fix(tmp_path):
+    from bench_peer import bench_peer, main
     from click.testing import CliRunner
 
-    from bench_peer import bench_peer, main
     from kseg.errors import KsegError
 
     with pytest.raises(KsegError, match="make bench-peer"):
@@ -103,9 +103,8 @@ def test_missing_peer_venv_is_one_line_with_the_fix(tmp_path):
 
 
 def test_cli_writes_the_document_and_prints_the_table(tmp_path, monkeypatch):
-    from click.testing import CliRunner
-
     import bench_peer as peer
+    from click.testing import CliRunner
 
     doc = {**peer.summarize(_rounds()), "kseg_precision": "mixed_bfloat16", "peer_precision": "float32",
            "load_before": [1.5, 1.0, 1.0], "rounds": _rounds()}
