@@ -1,6 +1,7 @@
 """The documentation's own checks that `make docs` (mkdocs build --strict) does not make:
-every python code block of README.md and docs/*.md compiles, README.md stays short and
-its relative links lead to files. Fast: nothing is imported or run."""
+every python code block of README.md and docs/*.md compiles, every `kseg` command their
+bash blocks show names a real verb and real options, README.md stays short and its
+relative links lead to files. Fast: no Keras is imported and nothing is run."""
 
 import re
 import textwrap
@@ -70,3 +71,52 @@ def test_readme_links_lead_to_files():
     missing = [t for t in targets if not re.match(r"[a-z]+:", t)
                and not (REPO / t.split("#")[0]).exists()]
     assert targets and missing == []
+
+
+KSEG_LINE = re.compile(r"^\s*(?:[A-Z_][A-Z0-9_]*=\S*\s+)*kseg\s")  # env assignments, then kseg
+
+
+def shown_commands():
+    """`(page, line, argv)` for every `kseg ...` line of the bash blocks of README.md and docs/."""
+    import shlex
+
+    for page in PAGES:
+        for start, lang, code in code_blocks(page.read_text()):
+            if lang not in ("bash", "sh", "console"):
+                continue
+            lines = code.splitlines()
+            for i, text in enumerate(lines):
+                if not KSEG_LINE.match(text):
+                    continue
+                j = i
+                while text.endswith("\\") and j + 1 < len(lines):  # a continued command
+                    j += 1
+                    text = text[:-1] + " " + lines[j]
+                argv = shlex.split(text, comments=True)
+                argv = argv[argv.index("kseg") + 1:]
+                yield pytest.param(argv, id=f"{page.relative_to(REPO)}:{start + i + 1}")
+
+
+@pytest.mark.parametrize("argv", list(shown_commands()))
+def test_shown_commands_and_their_options_exist(argv):
+    """Every `kseg VERB --option` a page shows is a real verb and option (click, no Keras)."""
+    import click
+
+    from kseg.cli.main import main
+
+    command, ctx, names = main, click.Context(main), ["kseg"]
+    while isinstance(command, click.Group) and argv and not argv[0].startswith("-"):
+        name, argv = argv[0], argv[1:]
+        command = command.get_command(ctx, name)
+        assert command is not None, f"`{' '.join(names)} {name}`: no such command"
+        names.append(name)
+    options = {opt for param in command.params for opt in (*param.opts, *param.secondary_opts)}
+    unknown = [a.split("=")[0] for a in argv if a.startswith("--") and a.split("=")[0] not in options]
+    assert unknown == [], f"`{' '.join(names)}` has no option {unknown}"
+
+
+def test_a_wrong_verb_or_option_is_caught():
+    with pytest.raises(AssertionError, match="no option"):
+        test_shown_commands_and_their_options_exist(["fit", "unet", "--epochz", "3"])
+    with pytest.raises(AssertionError, match="no such command"):
+        test_shown_commands_and_their_options_exist(["data", "chek"])
