@@ -105,7 +105,9 @@ demo: install
 	$(KSEG) report --runs $(DEMO)
 
 # The documentation (mkdocs.yml, docs/) into site/, strictly: a broken link or anchor, or an API
-# docstring that does not render, is an error. Nothing is fetched while it builds.
+# docstring that does not render, is an error. Nothing is fetched while it builds. Then the
+# checks mkdocs does not make (tests/test_docs.py, seconds): python blocks compile, the kseg
+# commands shown exist, README.md's size and links.
 DOCS_STAMP := $(VENV)/.kseg-docs
 
 $(DOCS_STAMP): $(STAMP)
@@ -114,6 +116,7 @@ $(DOCS_STAMP): $(STAMP)
 
 docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_docs.py
 
 bench: install
 	$(KSEG) bench --fit-steps 0 --json bench.json
