@@ -6,7 +6,7 @@ KSEG   := $(VENV)/bin/kseg
 STAMP  := $(VENV)/.kseg-installed
 DEMO   ?= demo-runs
 
-.PHONY: install torch hub test test-oldest test-versions coverage demo bench bench-peer lint clean
+.PHONY: install torch hub test test-oldest test-versions coverage demo docs bench bench-peer lint clean
 
 install: $(STAMP)
 
@@ -52,7 +52,7 @@ $(HUB_STAMP): $(STAMP) examples/kseg-hub/pyproject.toml
 
 # Not measured by default: CI must stay under 15 minutes, and on a 2-core AVX2 CPU the
 # suite took 1,027 s measured, 955 s unmeasured with two fewer real-network exports
-# (602 s after the tests' processes were merged, docs/benchmarks.md run K).
+# (602 s after the tests' processes were merged, benchmarks/LOG.md run K).
 # `make coverage` measures the test processes and the kseg processes they start;
 # `make test COV="--cov=kseg --cov-report=term"` the test processes alone.
 COV ?=
@@ -104,6 +104,20 @@ demo: install
 	$(KSEG) eval --all --runs $(DEMO) --splits val,test
 	$(KSEG) report --runs $(DEMO)
 
+# The documentation (mkdocs.yml, docs/) into site/, strictly: a broken link or anchor, or an API
+# docstring that does not render, is an error. Nothing is fetched while it builds. Then the
+# checks mkdocs does not make (tests/test_docs.py, seconds): python blocks compile, the kseg
+# commands shown exist, README.md's size and links.
+DOCS_STAMP := $(VENV)/.kseg-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_docs.py
+
 bench: install
 	$(KSEG) bench --fit-steps 0 --json bench.json
 
@@ -115,18 +129,18 @@ PEER_STEPS  ?= 5
 PEER_PRECISION ?= auto
 PEER_STAMP  := $(PEER_VENV)/.peer-installed
 
-$(PEER_STAMP): kseg/bench/peer-requirements.txt
+$(PEER_STAMP): benchmarks/peer/requirements.txt
 	test -x $(PEER_VENV)/bin/python || $(PY) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
-	$(PEER_VENV)/bin/python -m pip install -q -r kseg/bench/peer-requirements.txt
+	$(PEER_VENV)/bin/python -m pip install -q -r benchmarks/peer/requirements.txt
 	touch $(PEER_STAMP)
 
 bench-peer: install $(PEER_STAMP)
-	$(PY) -m kseg.bench.peer --rounds $(PEER_ROUNDS) --steps $(PEER_STEPS) --precision $(PEER_PRECISION) \
+	$(PY) benchmarks/peer/bench_peer.py --rounds $(PEER_ROUNDS) --steps $(PEER_STEPS) --precision $(PEER_PRECISION) \
 		--peer-python $(PEER_VENV)/bin/python --json bench-peer.json
 
 lint: install
-	$(VENV)/bin/ruff check kseg tests examples
+	$(VENV)/bin/ruff check kseg tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) $(PEER_VENV) .venv-*/ $(DEMO) runs bench.json bench-peer.json *.egg-info
+	rm -rf $(VENV) $(PEER_VENV) .venv-*/ $(DEMO) runs bench.json bench-peer.json site *.egg-info

@@ -96,7 +96,7 @@ class FitConfig:
                                          "Keras' Xception .h5).", "--encoder-weights", str, metavar="FILE")
     # MiB of decoded train+val frames kept in memory; the rest are decoded once into an
     # unlinked temporary file and read back from the page cache (kseg.data.spill).
-    # Measured on CamVid (docs/benchmarks.md): keeps `kseg fit unet` under 2 GB.
+    # Measured on CamVid (benchmarks/LOG.md): keeps `kseg fit unet` under 2 GB.
     frame_cache_mb: float = option(64, "MiB of decoded frames kept in memory; the rest are decoded once "
                                    "into a temporary file (at most half the free space of $TMPDIR).",
                                    "--frame-cache", float, metavar="MIB")

@@ -101,7 +101,7 @@ def first_batches(train, val, max_steps):
     Cut here rather than with fit's validation_steps, so that a capped epoch goes
     through its iterators as a whole one does: with validation_steps, Keras tore down a
     partly read validation iterator at every evaluate (stalls of 10-40 s on the 2-core
-    CPU), which whole epochs never do (docs/benchmarks.md). The cut training
+    CPU), which whole epochs never do (benchmarks/LOG.md). The cut training
     data then runs through RunBatches like the whole one.
     """
     if not max_steps:
@@ -157,7 +157,7 @@ class RunBatches(BatchView):
 
     Why: given a finite dataset, Keras opens a new tf.data iterator at each epoch's end
     and another at the next one's start, and drops the old ones. On a 2-core Intel
-    Xeon that stalled epoch starts by 7-48 s (docs/benchmarks.md). Endless, not
+    Xeon that stalled epoch starts by 7-48 s (benchmarks/LOG.md). Endless, not
     n x epochs long: Keras' loader threads (workers >= 2) restart a finite dataset's
     indices at every epoch, an endless one's never. Read-ahead past the last epoch
     builds a few batches that are never trained on.

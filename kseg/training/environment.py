@@ -71,7 +71,7 @@ def environment(fingerprint=None, **extra):
 def onednn(backend="tensorflow"):
     """Whether TensorFlow runs oneDNN's CPU kernels: by default only on CPUs with
     AVX512_VNNI, AVX512_BF16 or AMX (TF_ENABLE_ONEDNN_OPTS overrides). It decides
-    whether XLA wins on a CPU (docs/benchmarks.md). None off TensorFlow."""
+    whether XLA wins on a CPU (benchmarks/LOG.md). None off TensorFlow."""
     return compat.onednn_enabled() if backend == "tensorflow" else None
 
 

@@ -5,7 +5,7 @@ activations to float32, takes their moments, normalises and casts back, a pass o
 tensor for each. TensorFlow's FusedBatchNormV3 (oneDNN on a CPU, cuDNN on a GPU) does it
 in one kernel, reading bfloat16 directly. On kseg's U-Net train step (128 px, batch 16)
 that is 1.22x the patches per second in mixed_bfloat16 and 1.07x in float32; DeepLabV3
-gains 1.09x (docs/benchmarks.md).
+gains 1.09x (benchmarks/LOG.md).
 
 Only the `call` of each layer of the model being trained is replaced. Its weights, its
 config and the `.keras` files it is saved to stay those of keras.layers.BatchNormalization,

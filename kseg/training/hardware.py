@@ -3,7 +3,7 @@
 Measured on this project's 2-core AMD EPYC with AVX-512 BF16 (issue 12's table): a
 U-Net train step runs 1.34x faster in mixed_bfloat16 than in float32, and XLA makes it
 0.8x (XLA's CPU path loses oneDNN); on an AVX2 CPU without bfloat16 units mixed
-precision ran 6-10x slower (docs/benchmarks.md). Hence bfloat16 only where the
+precision ran 6-10x slower (benchmarks/LOG.md). Hence bfloat16 only where the
 hardware has it natively. XLA stays off on every CPU: where TensorFlow runs without
 oneDNN (AVX2 CPUs) it trains U-Net 1.27x faster but DeepLabV3 2.4x slower, and
 under XLA `kseg fit` gives up op determinism; the reason printed says so.
