@@ -5,9 +5,9 @@ does where it is missing: a one-line notice on stderr (once per process) and a p
 Keras path, never a crash. `tests/test_compat.py` runs every entry, and `make
 test-oldest` runs them again on the oldest supported set.
 
-Read against Keras 3.8.0 to 3.15.1 and TensorFlow 2.19 to 2.21 (SUPPORTED below is what
-setup.cfg declares). Nothing else in kseg imports `keras.src`, `tensorflow.python` or
-reads an underscored attribute of a Keras or TensorFlow object.
+Read against Keras 3.8.0 to 3.15.1 and TensorFlow 2.19 to 2.21, the range setup.cfg
+declares. Nothing else in kseg imports `keras.src`, `tensorflow.python` or reads an
+underscored attribute of a Keras or TensorFlow object.
 
 Imports nothing of kseg: it is the lowest layer (docs/architecture.md).
 """
@@ -15,8 +15,6 @@ Imports nothing of kseg: it is the lowest layer (docs/architecture.md).
 import contextlib
 import functools
 import sys
-
-SUPPORTED = {"python": "3.10", "tensorflow": "2.19", "keras": "3.8", "numpy": "1.26"}
 
 _NOTICES = set()
 
