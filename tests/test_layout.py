@@ -12,6 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1] / "kseg"
 LAYERS = (
     ("errors", "atomic", "quiet"),
+    ("validation", "writes"),
     ("parsing", "output"),
     ("registry",),
     ("data", "metrics", "models", "losses"),

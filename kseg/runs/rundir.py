@@ -18,13 +18,13 @@ that `RunDir.recover()` finishes or discards on the next start.
 
 import csv
 import io
-import json
 import os
 import re
 from pathlib import Path
 
 from kseg import atomic
 from kseg.errors import KsegError
+from kseg.runs.readback import check_config, parse_history, read_json
 from kseg.runs.state import RunState
 
 HISTORY_COLUMNS = (
@@ -65,16 +65,17 @@ class RunDir:
 
     @property
     def config(self):
-        return _read_json(self.config_path)
+        """config.json as a dict, its keys checked (kseg.runs.readback.check_config)."""
+        return check_config(read_json(self.config_path), self.config_path)
 
     @property
     def env(self):
-        return _read_json(self.env_path)
+        return read_json(self.env_path)
 
     @property
     def state(self):
-        """state.json as a `RunState`."""
-        return RunState.from_dict(_read_json(self.state_path))
+        """state.json as a `RunState` (checked: a damaged file names its field)."""
+        return RunState.from_dict(read_json(self.state_path), where=self.state_path)
 
     def optional_state(self):
         """The state, or a blank `RunState` when state.json is missing (hand-made runs)."""
@@ -113,8 +114,7 @@ class RunDir:
         """The finished epochs as a list of dicts (numbers as float, `epoch` as int)."""
         if not self.history_path.is_file():
             return []
-        with open(self.history_path, newline="") as f:
-            return [_parse_row(row) for row in csv.DictReader(f)]
+        return parse_history(self.history_path, HISTORY_COLUMNS)
 
     def load_model(self, which="best"):
         """The checkpoint `which` ("best" or "last") as an uncompiled keras model."""
@@ -176,33 +176,9 @@ class RunDir:
         return state
 
 
-def _read_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise KsegError(f"{path} does not exist; is {Path(path).parent} a kseg run directory?") from None
-    except json.JSONDecodeError as exc:
-        raise KsegError(f"{path} is not valid JSON ({exc}); delete the run or restore the file.") from None
-
-
 def _fmt_cell(value):
     if value is None:
         return ""
     if isinstance(value, float):
         return repr(value)  # shortest text that reads back as the same float
     return str(value)
-
-
-def _parse_row(row):
-    out = {}
-    for key, text in row.items():
-        if key == "epoch":
-            out[key] = int(text)
-        elif text in ("", None):
-            out[key] = None
-        else:
-            try:
-                out[key] = float(text)
-            except ValueError:
-                out[key] = text
-    return out

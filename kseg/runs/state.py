@@ -7,6 +7,14 @@ Every field `kseg fit` commits after an epoch lives here; the trainer, the callb
 import dataclasses
 import time
 
+from kseg.errors import KsegError
+from kseg.validation import check_fields, number
+
+STATUSES = ("running", "finished", "interrupted", "failed")
+# What a damaged state.json's message tells the user to do.
+STATE_ADVICE = ("restore the file from a copy, or start afresh with --name NEW (the run's checkpoints "
+                "are left as they are)")
+
 
 def timestamp():
     """Local time as ISO 8601 with offset, e.g. 2026-11-25T10:21:52+0000."""
@@ -33,11 +41,22 @@ class RunState:
     updated: str | None = None
 
     @classmethod
-    def from_dict(cls, d):
-        """From state.json; missing fields take their defaults, unknown ones are dropped
-        (a newer kseg may add fields; an older file lacks some)."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+    def from_dict(cls, d, where="state.json"):
+        """From state.json, checked: `status` and `epoch` must be there (without them a run
+        would silently start again), every field of its type; other missing fields take
+        their defaults, unknown ones are dropped (a newer kseg may add fields). A damaged
+        file is a KsegError naming `where` and the field."""
+        known = check_fields(cls, d, where, required=("status", "epoch"), advice=STATE_ADVICE)
+        if known["status"] not in STATUSES:
+            raise KsegError(f"{where}: status must be one of {', '.join(STATUSES)}. Received: "
+                            f"{known['status']!r}; {STATE_ADVICE}")
+        try:
+            for key in ("epoch", "epochs", "sessions"):
+                if known.get(key) is not None:
+                    number(known[key], f"{where}: {key}", low=0, integer=True)
+        except KsegError as exc:
+            raise KsegError(f"{exc.message}; {STATE_ADVICE}") from None
+        return cls(**known)
 
     def to_dict(self):
         return dataclasses.asdict(self)

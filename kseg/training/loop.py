@@ -51,6 +51,7 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     from kseg.training.data import class_weights, first_batches, open_data, pick_workers, training_datasets
 
     cfg.validate()
+    callbacks = check_callbacks(callbacks)
     run = RunDir(Path(runs) / (name or cfg.arch))
     with session.lock(run):
         cfg, state, history = session.open_run(run, cfg, resume, set(explicit))
@@ -70,13 +71,17 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
             output.console.print(distribute.describe(topo), highlight=False, soft_wrap=True)
             train_data, val_data = (distribute.worker_batches(d, topo) for d in (train_data, val_data))
         train_data, val_data = first_batches(train_data, val_data, max_steps)
-        if state is None:
-            state = _start(run, cfg, dataset, label, pairs, choice, topo)
+        fresh = state is None
+        state = session.first_state(cfg) if fresh else state
+        # The model and the callbacks first: a start they refuse (a --model-arg, an
+        # --init-from, a schedule) has written nothing yet.
+        model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
+        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress, callbacks)
+        if fresh:
+            _start(run, cfg, dataset, label, pairs, choice, topo)
         state.status, state.epochs, state.message = "running", cfg.epochs, None
         state.sessions += 1
         run.write_state(state)
-        model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
-        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress, callbacks)
         _run(model, cfg, run, callbacks, train_data, val_data, state.epoch)
     return run
 
@@ -94,9 +99,26 @@ def _check_against(cfg, spec):
         require_tensorboard()
 
 
+def check_callbacks(callbacks):
+    """The user's Keras callbacks as a list, refused before any folder is made unless each
+    one is a `keras.callbacks.Callback` (a string would fail inside model.fit)."""
+    import keras
+
+    if isinstance(callbacks, keras.callbacks.Callback):
+        callbacks = [callbacks]
+    if isinstance(callbacks, (str, bytes, dict)) or not hasattr(callbacks, "__iter__"):
+        raise KsegError(f"callbacks must be a list of keras.callbacks.Callback. Received: {callbacks!r:.80}")
+    callbacks = list(callbacks)
+    for item in callbacks:
+        if not isinstance(item, keras.callbacks.Callback):
+            raise KsegError(f"callbacks must be a list of keras.callbacks.Callback; {item!r:.80} "
+                            f"({type(item).__name__}) is not one.")
+    return callbacks
+
+
 def _start(run, cfg, dataset, label, pairs, choice, topo=None):
     """Write config.json and env.json (with the precision and XLA chosen, and the
-    `--distribute` topology) of a fresh run; returns its first RunState."""
+    `--distribute` topology) of a fresh run."""
     from kseg import registry
 
     config = {**cfg.to_dict(), "data": label, "data_path": str(dataset.root),
@@ -104,7 +126,7 @@ def _start(run, cfg, dataset, label, pairs, choice, topo=None):
               "monitor_mode": cfg.monitor_mode}
     env = environment(data_fingerprint([p for pair in pairs for p in (pair.image, pair.mask)]), chosen=choice,
                       distribute=topo)
-    return session.start_fresh(run, cfg, config, env)
+    session.start_fresh(run, config, env)
 
 
 def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=True):
