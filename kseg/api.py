@@ -39,25 +39,44 @@ def load_run(run, runs="runs"):
 
 
 def evaluate(run, splits=None, data=None, patches=False, runs="runs", write=True, log=None, *,
-             window=None, overlap=0.33, tta=None, mode=None):
+             window=None, overlap=0.33, tta=None, mode=None, other_classes=False):
     """Scores of a run's best model on whole splits, as the dict eval.json holds.
 
     `splits` default to val and test. How frames go through the network: whole frames
     padded to the stride (default); `patches=True` the study's patch grid; `window=512`
     (with `overlap`) sliding windows; `tta="flip,scales=0.75:1:1.25"` test-time
     augmentation; or a ready `mode` (`kseg.inference.mode.InferenceMode`). With
-    `write`, eval.json (which records the mode) and eval.md go into the run directory.
+    `write`, eval.json (which records the mode, and keeps the splits scored before in
+    that mode) and eval.md go into the run directory. A `data` folder whose classes
+    differ from the run's is refused unless `other_classes=True`.
     """
-    from kseg.inference.evaluate import DEFAULT_SPLITS, evaluate_run, write_eval_json
+    from kseg.inference.evaluate import DEFAULT_SPLITS, evaluate_run, merge_previous, write_eval_json
     from kseg.reporting.tables import write_eval_markdown
 
+    splits = check_splits(splits or DEFAULT_SPLITS)
     run = load_run(run, runs)
     mode = mode or _mode(run, patches, window, overlap, tta)
-    result = evaluate_run(run, list(splits or DEFAULT_SPLITS), data=data, log=log, mode=mode)
+    result = evaluate_run(run, splits, data=data, log=log, mode=mode, other_classes=other_classes)
     if write:
+        result = merge_previous(run, result)
         write_eval_json(run, result)
         write_eval_markdown(run, result)
     return result
+
+
+def check_splits(splits):
+    """`splits` as a list of known split names: "val" means ["val"] (not "v", "a", "l"),
+    "val,test" both; anything else is a KsegError naming the allowed ones."""
+    from kseg.data.readers import SPLITS
+
+    if isinstance(splits, str):
+        splits = [s.strip() for s in splits.split(",") if s.strip()]
+    if not isinstance(splits, (list, tuple)) or not splits:
+        raise KsegError(f"splits must be a list of {', '.join(SPLITS)}. Received: {splits!r:.80}")
+    bad = [s for s in splits if s not in SPLITS]
+    if bad:
+        raise KsegError(f"Unknown split {bad[0]!r:.40}; choose among {', '.join(SPLITS)}.")
+    return list(dict.fromkeys(splits))
 
 
 def predict(run, images, out=None, patches=False, runs="runs", on_written=None, *, window=None,
@@ -77,8 +96,9 @@ def predict(run, images, out=None, patches=False, runs="runs", on_written=None, 
     model = run.load_model("best")
     if out is None:
         channels = input_channels(model)  # the run's --channels
-        arrays = [pr.read_input_image(image, channels=channels) if isinstance(image, (str, Path)) else image
-                  for image in _expand(images)]
+        arrays = [pr.read_input_image(image, channels=channels) if isinstance(image, (str, Path))
+                  else pr.check_input_array(image, channels, f"images[{i}]")
+                  for i, image in enumerate(_expand(images))]
         return [predict_labels(model, image, run.stride, mode) for image in arrays]
     paths = pr.expand_inputs(images, out)
     pr.check_unique_stems(paths)
@@ -95,8 +115,10 @@ def _mode(run, patches, window, overlap, tta):
 def _expand(images):
     from kseg.inference.predict import expand_inputs
 
-    if isinstance(images, (str, Path)):
-        images = [images]
+    if isinstance(images, (str, Path)) or (hasattr(images, "ndim") and images.ndim in (2, 3)):
+        images = [images]  # one path, or one (H, W[, C]) array (not its rows)
+    if not isinstance(images, (list, tuple)) and not hasattr(images, "__iter__"):
+        raise KsegError(f"predict takes image paths or arrays. Received: {images!r:.80}")
     if all(isinstance(i, (str, Path)) for i in images):
         return expand_inputs(images)
     if any(isinstance(i, (str, Path)) for i in images):

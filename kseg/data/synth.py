@@ -58,14 +58,23 @@ def default_dataset_dir():
 
 
 def write_synthetic(root, n_train=32, n_val=8, n_test=8, size=DEFAULT_SIZE, seed=0):
-    """Write synthetic scenes in the SegNet layout (train/ trainannot/ ... *.txt, kseg.json)."""
+    """Write synthetic scenes in the SegNet layout (train/ trainannot/ ... *.txt, kseg.json).
+
+    `root` must be new, empty or a folder this function filled before (kseg.writes): a
+    user's dataset is refused, never mixed with synthetic frames or its kseg.json replaced.
+    """
+    from kseg.writes import OutputFolder, check_empty_or_own
+
     root = Path(root)
     h, w = size
     if h < 32 or w < 32:
         raise ValueError(f"size must be at least 32x32. Received: size={size}")
-    for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-        if n <= 0:
-            continue
+    check_empty_or_own(root)
+    counts = [(split, n) for split, n in (("train", n_train), ("val", n_val), ("test", n_test)) if n > 0]
+    names = [f"{split}{sub}/{split}_{i:04d}.png" for split, n in counts for i in range(n)
+             for sub in ("", "annot")]
+    OutputFolder(root, option="DIRECTORY").claim([*names, *(f"{s}.txt" for s, _ in counts), "kseg.json"])
+    for split, n in counts:
         (root / split).mkdir(parents=True, exist_ok=True)
         (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
         lines = []

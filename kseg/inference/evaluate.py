@@ -102,18 +102,25 @@ def evaluate_split(model, pairs, spec, stride, mode=None):
     return out
 
 
-def evaluate_run(run, splits=DEFAULT_SPLITS, data=None, patches=False, log=None, mode=None):
+def evaluate_run(run, splits=DEFAULT_SPLITS, data=None, patches=False, log=None, mode=None,
+                 other_classes=False):
     """Evaluate a run's best model on each split; returns the eval.json dict.
 
     `mode`: an InferenceMode (`patches=True` is the run's patch grid, for older
     callers). Missing splits are listed under "skipped" with a reason (and passed to
-    `log`), not raised.
+    `log`); when none of `splits` is there, a KsegError (nothing to score, nothing to
+    write). Each split's result records the data it was scored on. A dataset with
+    other classes than the run's is refused unless `other_classes`.
     """
     from kseg.runs import open_split_pairs
 
     log = log or (lambda message: None)
     mode = as_mode(mode if mode is not None else run.grid() if patches else None)
-    root, available = open_split_pairs(run, data)
+    root, available = open_split_pairs(run, data, other_classes)
+    if not any(available.get(split) for split in splits):
+        raise KsegError(f"{root}: has no {' or '.join(splits)} split to score (it has "
+                        f"{', '.join(s for s in available if available[s]) or 'none'}); choose --splits "
+                        f"among those, or another --data. eval.json is left as it was.")
     grid = mode.patches
     result = {
         "run": run.name,
@@ -136,8 +143,29 @@ def evaluate_run(run, splits=DEFAULT_SPLITS, data=None, patches=False, log=None,
             log(f"{result['run']}: {split}: {reason}, skipped")
             continue
         model = model or run.load_model("best")
-        result["splits"][split] = evaluate_split(model, pairs, run.spec, run.stride, mode)
+        result["splits"][split] = {**evaluate_split(model, pairs, run.spec, run.stride, mode),
+                                   "data": str(root)}
     return clean_json(result)
+
+
+def merge_previous(run, result):
+    """`result` with the splits of the run's eval.json that `result` did not score again,
+    when eval.json was made in the same mode: scoring `test` keeps the `val` results (each
+    split names the data it was scored on). Another mode's file is replaced whole."""
+    try:
+        previous = read_eval(run)
+    except KsegError:  # damaged: the new file replaces it
+        previous = None
+    if not previous or not isinstance(previous.get("splits"), dict):
+        return result
+    if previous.get("inference") != result.get("inference") or previous.get("mode") != result.get("mode"):
+        return result
+    kept = {k: v for k, v in previous["splits"].items() if k not in result["splits"]}
+    if not kept:
+        return result
+    for scores in kept.values():
+        scores.setdefault("data", previous.get("data"))  # files of older kseg: the file's data
+    return {**result, "splits": {**kept, **result["splits"]}}
 
 
 def recorded_mode(result):

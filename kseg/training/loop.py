@@ -8,6 +8,7 @@ kseg.runs for the files and kseg.training.callbacks for the per-epoch commit.
 """
 
 import contextlib
+import os
 import signal
 from pathlib import Path
 
@@ -52,7 +53,7 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
 
     cfg.validate()
     callbacks = check_callbacks(callbacks)
-    run = RunDir(Path(runs) / (name or cfg.arch))
+    run = RunDir(Path(check_arguments(runs, name, max_steps, resume, progress)) / (name or cfg.arch))
     with session.lock(run):
         cfg, state, history = session.open_run(run, cfg, resume, set(explicit))
         # Before TensorFlow's or JAX's first op: multi-worker set-up must come first.
@@ -97,6 +98,24 @@ def _check_against(cfg, spec):
     cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void)])
     if cfg.tensorboard:  # also when a resumed run has it from config.json
         require_tensorboard()
+
+
+def check_arguments(runs, name, max_steps, resume, progress):
+    """The other arguments of `fit`, checked before any folder is made; returns `runs`.
+    A --name is one folder name: "../x" or "a/b" would put the run outside `runs`."""
+    if not isinstance(runs, (str, os.PathLike)) or not str(runs):
+        raise KsegError(f"runs must be a folder path. Received: {runs!r:.80}")
+    if name is not None and (not isinstance(name, str) or name in ("", ".", "..")
+                             or any(sep in name for sep in ("/", "\\", "\0"))):
+        raise KsegError(f"--name must be a folder name without '/' (the run goes into {runs}/NAME). "
+                        f"Received: {name!r:.80}")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int)
+                                  or max_steps < 1):
+        raise KsegError(f"max_steps must be a whole number >= 1 or None. Received: {max_steps!r:.80}")
+    for key, value in (("resume", resume), ("progress", progress)):
+        if value is not None and not isinstance(value, bool):
+            raise KsegError(f"{key} must be True or False. Received: {value!r:.80}")
+    return runs
 
 
 def check_callbacks(callbacks):

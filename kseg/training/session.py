@@ -60,6 +60,7 @@ def open_run(run, cfg, resume, explicit):
     """
     if not run.exists():
         _refuse_restart(run, "has no state.json")
+        _refuse_foreign(run)
         if resume:
             raise KsegError(f"Nothing to resume: {run.path} has no state.json. Drop --resume to start it.")
         return cfg, None, []
@@ -100,6 +101,20 @@ def _refuse_restart(run, why, history=True):
     if kept:
         raise KsegError(f"{run.path} {why} but holds {', '.join(kept)}: kseg will not start it again "
                         f"over them; restore state.json from a copy, or start afresh with --name NEW.")
+
+
+# What a start that died before its first state.json can leave in a run folder.
+_START_FILES = {"config.json", "env.json", ".lock", "tensorboard"}
+
+
+def _refuse_foreign(run):
+    """A folder without state.json becomes a run only when it holds nothing but what a
+    start of kseg fit writes: --name pointing at a user's folder must not fill it."""
+    theirs = sorted(p.name for p in run.path.iterdir()
+                    if p.name not in _START_FILES and not p.name.startswith("."))
+    if theirs:
+        raise KsegError(f"{run.path} is not a kseg run (no state.json) and holds files kseg did not "
+                        f"write (e.g. {theirs[0]}); choose another --name or --runs.")
 
 
 def _check_same_run(run, cfg, saved, explicit):
