@@ -7,8 +7,10 @@ one line naming the file and the field and what to do, never a crash later (`"st
 scratch (`state.json` = `{}` once read as "epoch 0").
 """
 
+import contextlib
 import dataclasses
 import json
+import warnings
 from pathlib import Path
 
 from kseg.errors import KsegError
@@ -32,6 +34,18 @@ class SavedConfig:
     data: str | None
     data_path: str | None
     epochs: int
+
+
+@contextlib.contextmanager
+def warnings_held():
+    """Hold back the warnings of a checkpoint being loaded: shown when the load succeeds,
+    dropped when it fails, since kseg then judges the file in one line of its own (a
+    Lambda-layer model made Keras print 88 UserWarnings before it)."""
+    with warnings.catch_warnings(record=True) as held:
+        warnings.simplefilter("always")
+        yield
+    for w in held:  # reached only when the body did not raise
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 def read_json(path):

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from kseg import atomic
 from kseg.errors import KsegError
-from kseg.runs.readback import check_config, parse_history, read_json
+from kseg.runs.readback import check_config, parse_history, read_json, warnings_held
 from kseg.runs.state import RunState
 
 HISTORY_COLUMNS = (
@@ -126,7 +126,8 @@ class RunDir:
         if not path.is_file():
             raise KsegError(f"{path} does not exist; train the run first (kseg fit).")
         try:
-            return keras.saving.load_model(path, compile=False)
+            with warnings_held():
+                return keras.saving.load_model(path, compile=False)
         except Exception as exc:  # a truncated or foreign file raises many types
             raise KsegError(f"{path}: cannot load model ({type(exc).__name__}: {exc})") from None
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from kseg.errors import KsegError
 from kseg.runs import RunDir
+from kseg.runs.readback import warnings_held
 
 # Builder argument that takes a local weights file, per built-in network.
 ENCODER_WEIGHTS_ARG = ("encoder_weights", "weights")
@@ -77,7 +78,8 @@ def load_checkpoint(model, path):
     """Weights and optimizer state of `path` into the compiled `model`."""
     model.optimizer.build(model.trainable_variables)
     try:
-        model.load_weights(path)
+        with warnings_held():
+            model.load_weights(path)
     except ValueError as exc:
         raise KsegError(f"{path} does not fit {model.name} with {model.output_shape[-1]} classes "
                         f"({str(exc).splitlines()[0]}); use --name for a new run.") from None
@@ -107,6 +109,7 @@ def _load(path):
     import keras
 
     try:
-        return keras.saving.load_model(path, compile=False)
+        with warnings_held():
+            return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # a truncated or foreign file raises many types
         raise KsegError(f"--init-from {path}: cannot load ({type(exc).__name__}: {exc})") from None

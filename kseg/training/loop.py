@@ -13,6 +13,7 @@ import signal
 from pathlib import Path
 
 from kseg import output
+from kseg.data.overlap import split_overlaps
 from kseg.errors import KsegError
 from kseg.runs import RunDir
 from kseg.training import session
@@ -59,6 +60,8 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         # Before TensorFlow's or JAX's first op: multi-worker set-up must come first.
         topo = distribute.topology(cfg.batch_size, cfg.distribute)  # None without --distribute
         dataset, label = open_data(cfg.data)
+        for line in split_overlaps(dataset.splits):
+            output.err_console.print(f"Warning: {line}", soft_wrap=True, markup=False, highlight=False)
         _check_against(cfg, dataset.spec)
         workers, workers_reason = pick_workers(cfg.workers)
         train_data, val_data, pairs = training_datasets(cfg, dataset, workers)
@@ -275,8 +278,19 @@ def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
                                  f"{run.path} is consistent. Run the same command again to continue.",
                                  signal.SIGINT) from None
         except BaseException as exc:
-            run.write_state(recorder.state.stop("failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            # A full disk or memory running out is the machine's, not the run's: the run is
+            # consistent, so it is "interrupted" and the same command continues it, as the
+            # error line says ("free some space, then run the same command again").
+            how = "interrupted" if _machine_trouble(exc) else "failed"
+            with contextlib.suppress(OSError):  # the disk may still be full; state.json stays as it was
+                run.write_state(recorder.state.stop(how, f"{type(exc).__name__}: {exc}".splitlines()[0]))
             raise
         finally:
             bar.close()
     run.write_state(recorder.state.stop("finished"))
+
+
+def _machine_trouble(exc):
+    """True for failures of the machine, not of the training: OSError (a full disk, a
+    read-only folder), MemoryError, TensorFlow's ResourceExhaustedError."""
+    return isinstance(exc, (OSError, MemoryError)) or type(exc).__name__ == "ResourceExhaustedError"

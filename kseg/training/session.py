@@ -30,6 +30,7 @@ def lock(run):
     config.json is written) leaves nothing behind.
     """
     created = not run.path.exists()
+    new_lock = created or not (run.path / ".lock").exists()
     run.path.mkdir(parents=True, exist_ok=True)
     try:
         with _flock(run):
@@ -37,6 +38,8 @@ def lock(run):
     finally:
         if created and not run.state_path.exists():
             shutil.rmtree(run.path, ignore_errors=True)
+        elif new_lock and not run.state_path.exists():  # a folder that is not a run: as it was
+            (run.path / ".lock").unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
