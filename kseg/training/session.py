@@ -29,7 +29,8 @@ def lock(run):
     refused (an unknown --monitor, a --model-arg the builder rejects, a full disk while
     config.json is written) leaves nothing behind.
     """
-    created = not run.path.exists()
+    made = [p for p in (run.path, *run.path.parents) if not p.exists()]  # the run folder, --runs ...
+    created = bool(made)
     new_lock = created or not (run.path / ".lock").exists()
     run.path.mkdir(parents=True, exist_ok=True)
     try:
@@ -38,6 +39,9 @@ def lock(run):
     finally:
         if created and not run.state_path.exists():
             shutil.rmtree(run.path, ignore_errors=True)
+            for parent in made[1:]:  # folders above it that this call made, while empty
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
         elif new_lock and not run.state_path.exists():  # a folder that is not a run: as it was
             (run.path / ".lock").unlink(missing_ok=True)
 
