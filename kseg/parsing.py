@@ -40,6 +40,8 @@ def parse_key_values(items, name="--model-arg"):
     """['depth=3', 'dropout=0.1', 'name=x'] -> {'depth': 3, 'dropout': 0.1, 'name': 'x'} (JSON values)."""
     out = {}
     for item in items:
+        if not isinstance(item, str):
+            raise KsegError(f"{name} must be key=value text. Received: {item!r}")
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise KsegError(f"{name} must be key=value. Received: {item!r}")
