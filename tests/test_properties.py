@@ -142,7 +142,8 @@ def test_files_read_back_are_accepted_or_refused_naming_the_file(tmp_path):
         count()
         run.state_path.write_text(json.dumps(state))
         run.config_path.write_text(json.dumps(config))
-        for read, path in ((lambda: run.state, run.state_path), (lambda: run.config, run.config_path)):
+        readers = [lambda: run.state, lambda: run.config, lambda: run.stride, run.grid, lambda: run.spec]
+        for read, path in zip(readers, [run.state_path] + [run.config_path] * 4, strict=True):
             error = one_line_or_success(read)
             assert error is None or str(path) in str(error)
 

@@ -88,11 +88,15 @@ class RunDir:
     @property
     def stride(self):
         """What whole frames are padded to: config["stride"], else the registry's."""
-        if self.config.get("stride"):
-            return int(self.config["stride"])
+        config = self.config
+        if config.get("stride"):
+            return int(config["stride"])
+        if not config.get("arch"):
+            raise KsegError(f"{self.config_path}: has neither 'stride' nor 'arch'; restore the file from "
+                            f"a copy, or train the run again (kseg fit --name NEW)")
         from kseg.registry import get_entry
 
-        return get_entry(self.config["arch"]).stride
+        return get_entry(config["arch"]).stride
 
     def grid(self, default=(4, 4)):
         """(grid, patch) of the study's patch grid: the run's own, or `default` for crop runs."""
