@@ -24,12 +24,13 @@ RESUMABLE_CHANGES = ("epochs", "lr", "jit", "distribute", "deterministic", "init
                      "tensorboard", "workers")
 
 
-# (low, high, low excluded) of each number; the highs are far above any real run and keep
-# a typo (--epochs 1e12, --patch 100000) from reaching Keras as an overflow or a huge array.
+# (low, high, low excluded) of each number (None: no bound); the highs are far above any
+# real run and keep a typo (--epochs 1e12, --patch 100000) from reaching Keras as an
+# overflow or a huge array. A rate too large to train ends in the NaN-loss stop instead.
 NUMBER_RANGES = {
     "epochs": (1, 10**6, False), "batch_size": (1, 2**16, False), "patch": (1, 2**15, False),
     "crops_per_image": (1, 2**16, False), "channels": (1, 64, False), "seed": (0, 2**32 - 1, False),
-    "plateau_patience": (0, 10**6, False), "lr": (0, 10.0, True), "weight_decay": (0, 10.0, False),
+    "plateau_patience": (0, 10**6, False), "lr": (0, None, True), "weight_decay": (0, None, False),
     "warmup_epochs": (0, 10**6, False), "plateau_factor": (0, 0.999, True),
     "frame_cache_mb": (0, 2**30, False), "class_uniform": (0, 1, False),
 }  # fmt: skip
