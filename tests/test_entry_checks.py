@@ -59,6 +59,8 @@ def test_nested_augment_settings_are_checked(data_dir, tmp_path, augment, words)
     (("--lr", "nan"), "lr must be a finite number"),
     (("--seed", "-1"), "--seed must be in [0, 4294967295]"),
     (("--epochs", "1000000000"), "--epochs must be in [1, 1000000]"),
+    (("--workers", "1000000"), "--workers must be auto or a whole number from 0 to 64"),
+    (("--frame-cache", "inf"), "frame_cache_mb must be a finite number"),
 ])
 def test_numbers_and_sizes_are_checked_before_a_run_exists(data_dir, tmp_path, args, words):
     assert words in refused_fit(data_dir, tmp_path, *args)

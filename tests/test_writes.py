@@ -165,3 +165,10 @@ def test_eval_on_a_dataset_of_other_classes_needs_other_classes(own_run, data_di
     assert not (own_run / "eval.json").exists()
     result = cli("eval", own_run, "--data", other, "--splits", "val", "--other-classes")
     assert result.exit_code == 0, result.output
+
+
+def test_bench_json_never_replaces_a_users_file(tmp_path):
+    mine = tmp_path / "results.json"
+    mine.write_text('{"mine": true}')
+    line = error_line(cli("bench", TINY, "--quick", "--json", mine), mine)  # refused before measuring
+    assert "kseg did not write it" in line and mine.read_text() == '{"mine": true}'

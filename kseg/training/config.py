@@ -34,6 +34,7 @@ NUMBER_RANGES = {
     "warmup_epochs": (0, 10**6, False), "plateau_factor": (0, 0.999, True),
     "frame_cache_mb": (0, 2**30, False), "class_uniform": (0, 1, False),
 }  # fmt: skip
+MAX_WORKERS = 64  # threads building batches; more only add memory (kseg.training.data.pick_workers)
 WHOLE_NUMBERS = ("epochs", "batch_size", "patch", "crops_per_image", "channels", "seed", "plateau_patience")
 
 
@@ -152,8 +153,9 @@ class FitConfig:
         for key, (low, high, low_open) in NUMBER_RANGES.items():
             number(getattr(self, key), _flag(key), low, high, low_open, integer=key in WHOLE_NUMBERS)
         workers = str(self.workers).strip()
-        if workers != "auto" and not workers.isdecimal():  # "-1", "abc", 1.5
-            raise KsegError(f"--workers must be auto or a whole number >= 0. Received: {self.workers}")
+        if workers != "auto" and not (workers.isdecimal() and int(workers) <= MAX_WORKERS):  # not -1, 1.5
+            raise KsegError(f"--workers must be auto or a whole number from 0 to {MAX_WORKERS}. "
+                            f"Received: {self.workers}")
         self.workers = workers if workers == "auto" else int(workers)
         if self.scale is not None and self.grid is not None:
             raise KsegError("--scale jitters random crops; add --crops (or drop --scale).")
