@@ -140,3 +140,19 @@ def test_report_leaves_out_a_run_with_a_truncated_best_keras(trained, tmp_path):
     assert "not a complete .keras file" in result.output
     report = (runs / "report" / "report.md").read_text()
     assert "a_good" in report and "b_broken" not in report
+
+
+def test_report_goes_on_past_damaged_files_it_can_do_without(trained, tmp_path):
+    """eval.json (derived: made again), history.csv (left out of the curves) and env.json
+    (description only) damaged in one run: the report is written, with a line for each."""
+    runs = tmp_path / "runs"
+    run = shutil.copytree(trained, runs / "damaged")
+    (run / "eval.json").write_text("[]")
+    (run / "history.csv").write_text("epoch,loss\nx,1\n")
+    (run / "env.json").write_text("[1, 2]")
+    result = cli("report", "--runs", runs, "--samples", "0")
+    assert result.exit_code == 0, result.output
+    assert "eval.json: not an eval.json kseg wrote" in result.output and "evaluating again" in result.output
+    assert "left out of the learning curves" in result.output
+    assert "env.json: expected a JSON object" in (runs / "report" / "report.md").read_text()
+    assert isinstance(json.loads((run / "eval.json").read_text())["splits"], dict)

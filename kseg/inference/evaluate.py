@@ -192,9 +192,13 @@ def read_eval(run):
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        result = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise KsegError(f"{path}: unreadable ({exc}); run 'kseg eval' again") from None
+    splits = result.get("splits") if isinstance(result, dict) else None
+    if not isinstance(splits, dict) or not all(isinstance(v, dict) for v in splits.values()):
+        raise KsegError(f"{path}: not an eval.json kseg wrote (no object of splits); run 'kseg eval' again")
+    return result
 
 
 def clean_json(obj):

@@ -48,8 +48,13 @@ def collect_results(runs, log, inference=None):
 
 
 def _result(run, log, inference):
-    """The eval.json of one run for the report (see collect_results)."""
-    result = ev.read_eval(run)
+    """The eval.json of one run for the report (see collect_results); a damaged one, a
+    file kseg derived from the run, is made again."""
+    try:
+        result = ev.read_eval(run)
+    except KsegError as exc:
+        log(f"{run.name}: {exc.message}; evaluating again")
+        result = None
     mode = run_mode(run, inference)
     if result is not None and inference and ev.recorded_mode(result) != mode:
         log(f"{run.name}: eval.json is {result['mode']}, evaluating again ({mode.describe()})")
@@ -64,11 +69,17 @@ def _result(run, log, inference):
     return result
 
 
-def curve_figure(runs, fig_dir):
-    """learning_curves.png from each run's history.csv, or None when no run has one."""
+def curve_figure(runs, fig_dir, log=print):
+    """learning_curves.png from each run's history.csv, or None when no run has one. A run
+    whose history.csv is damaged is left out of the figure, with a line to `log`."""
     from kseg.reporting.figures import learning_curves
 
-    histories = {r.name: r.history() for r in runs}
+    histories = {}
+    for r in runs:
+        try:
+            histories[r.name] = r.history()
+        except KsegError as exc:
+            log(f"{r.name}: left out of the learning curves: {exc.message}")
     histories = {k: v for k, v in histories.items() if v}
     if not histories:
         return None
@@ -126,7 +137,10 @@ def _config_rows(run):
 
 
 def _env_rows(run):
-    env = run.optional_env()
+    try:
+        env = run.optional_env()
+    except KsegError as exc:  # env.json is description only: the report goes on without it
+        return [["env.json", exc.message]]
     return [[k, _short(v)] for k, v in env.items()]
 
 
@@ -154,7 +168,7 @@ def build_report(runs_root, out_dir=None, samples=3, log=print, inference=None):
     runs, results = collect_results(runs, log, inference)
     if not runs:
         raise KsegError(f"{runs_root}: no run could be evaluated (see the lines above); nothing to report")
-    curves = curve_figure(runs, fig_dir)
+    curves = curve_figure(runs, fig_dir, log)
     claim = lambda path: folder.claim([path.relative_to(out_dir).as_posix()])  # noqa: E731
     panels = sample_figures(runs, fig_dir, samples, log, inference, claim)
     sections = _sections(runs, results, [p for p in [curves, *panels] if p], out_dir)

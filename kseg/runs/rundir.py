@@ -70,7 +70,11 @@ class RunDir:
 
     @property
     def env(self):
-        return read_json(self.env_path)
+        """env.json as a dict (a file that is not a JSON object is a KsegError naming it)."""
+        env = read_json(self.env_path)
+        if not isinstance(env, dict):
+            raise KsegError(f"{self.env_path}: expected a JSON object; restore the file from a copy")
+        return env
 
     @property
     def state(self):
