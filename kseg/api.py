@@ -4,6 +4,7 @@ Each CLI verb is a thin wrapper over the function of the same name here, so a
 notebook and a terminal run the same code with the same settings and checks.
 """
 
+import os
 from pathlib import Path
 
 from kseg.errors import KsegError
@@ -54,6 +55,8 @@ def evaluate(run, splits=None, data=None, patches=False, runs="runs", write=True
     from kseg.reporting.tables import write_eval_markdown
 
     splits = check_splits(splits or DEFAULT_SPLITS)
+    check_arguments(paths={"data": data, "runs": runs}, flags={"patches": patches, "write": write,
+                    "other_classes": other_classes}, functions={"log": log})
     run = load_run(run, runs)
     mode = mode or _mode(run, patches, window, overlap, tta)
     result = evaluate_run(run, splits, data=data, log=log, mode=mode, other_classes=other_classes)
@@ -62,6 +65,20 @@ def evaluate(run, splits=None, data=None, patches=False, runs="runs", write=True
         write_eval_json(run, result)
         write_eval_markdown(run, result)
     return result
+
+
+def check_arguments(paths=(), flags=(), functions=()):
+    """Arguments of the API functions by kind: `paths` a str or os.PathLike (or None),
+    `flags` True or False, `functions` callable (or None); else a KsegError naming one."""
+    for name, value in dict(paths).items():
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise KsegError(f"{name} must be a path. Received: {value!r:.80}")
+    for name, value in dict(flags).items():
+        if not isinstance(value, bool):
+            raise KsegError(f"{name} must be True or False. Received: {value!r:.80}")
+    for name, value in dict(functions).items():
+        if value is not None and not callable(value):
+            raise KsegError(f"{name} must be a function. Received: {value!r:.80}")
 
 
 def check_splits(splits):
@@ -91,6 +108,8 @@ def predict(run, images, out=None, patches=False, runs="runs", on_written=None, 
     from kseg.inference import predict as pr
     from kseg.inference.frames import input_channels, predict_labels
 
+    check_arguments(paths={"out": out, "runs": runs}, flags={"patches": patches, "confidence": confidence,
+                    "save_probs": save_probs}, functions={"on_written": on_written})
     run = load_run(run, runs)
     mode = mode or _mode(run, patches, window, overlap, tta)
     model = run.load_model("best")

@@ -18,7 +18,7 @@ from pathlib import Path
 import kseg_tiny
 import numpy as np
 import pytest
-from oneline import cli, error_line
+from oneline import cli, error_line, snapshot
 
 import kseg
 from kseg import atomic
@@ -169,3 +169,19 @@ def test_fit_refuses_bad_arguments_before_any_folder(data_dir, tmp_path, kwargs,
     with pytest.raises(KsegError, match=words.replace(".", r"\.")):
         kseg.fit(TINY, data_dir, runs=tmp_path / "runs", epochs=1, patch=32, grid="2x2", **kwargs)
     assert not (tmp_path / "runs").exists() and sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("call, words", [
+    (lambda run: kseg.evaluate(run, data=123), "data must be a path"),
+    (lambda run: kseg.evaluate(run, patches="yes"), "patches must be True or False"),
+    (lambda run: kseg.evaluate(run, log="print"), "log must be a function"),
+    (lambda run: kseg.evaluate(run, window="abc"), "--window must be a positive number"),
+    (lambda run: kseg.evaluate(run, tta=5), "tta must be text"),
+    (lambda run: kseg.predict(run, [], out=7), "out must be a path"),
+    (lambda run: kseg.predict(run, 42), "predict takes image paths or arrays"),
+])
+def test_the_api_names_a_bad_argument(run, call, words):
+    before = snapshot(run.path)
+    with pytest.raises(KsegError, match=words):
+        call(run)
+    assert snapshot(run.path) == before
