@@ -185,3 +185,20 @@ def test_the_api_names_a_bad_argument(run, call, words):
     with pytest.raises(KsegError, match=words):
         call(run)
     assert snapshot(run.path) == before
+
+
+@pytest.mark.parametrize("args, words", [
+    (("--size", "100000x100000"), "--size must be from 32x32 to 8192x8192"),
+    (("--train", "1000000000"), "--train must be a whole number from 0 to 100000"),
+])
+def test_data_synth_checks_its_sizes_before_writing(tmp_path, args, words):
+    assert words in error_line(cli("data", "synth", tmp_path / "s", *args), "")
+    assert not (tmp_path / "s").exists()
+
+
+def test_a_grey_array_is_taken_by_a_one_channel_run():
+    from kseg.inference.predict import check_input_array
+
+    assert check_input_array(np.zeros((4, 5), np.uint8), channels=1).shape == (4, 5, 1)
+    with pytest.raises(KsegError, match="a grey image"):
+        check_input_array(np.zeros((4, 5), np.uint8), channels=3)
