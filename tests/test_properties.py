@@ -151,6 +151,31 @@ def test_files_read_back_are_accepted_or_refused_naming_the_file(tmp_path):
     count.report()
 
 
+NESTED_STATE = st.fixed_dictionaries({"status": st.sampled_from(["running", "finished"]),
+                                     "epoch": st.integers(0, 3)}, optional={
+    "lr_changes": st.lists(st.dictionaries(st.sampled_from(["epoch", "lr", "x"]), JSON, max_size=3),
+                           max_size=2) | JSON,
+    "plateau": st.dictionaries(st.sampled_from(["wait", "cooldown_counter", "best"]), JSON,
+                               max_size=3) | JSON,
+    "lr": JSON})
+
+
+def test_the_nested_parts_of_state_json_are_checked():
+    from kseg.runs import RunState
+
+    count = Count("state.json lr_changes / plateau")
+
+    @QUICK
+    @given(NESTED_STATE)
+    def check(state):
+        count()
+        error = one_line_or_success(lambda: RunState.from_dict(state, "runs/x/state.json"))
+        assert error is None or "runs/x/state.json" in str(error)
+
+    check()
+    count.report()
+
+
 def test_api_splits_and_inference_modes_are_checked():
     from kseg.api import check_splits
     from kseg.inference.mode import make_mode

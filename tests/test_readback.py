@@ -41,6 +41,10 @@ STATES = {
     "epoch-negative": ({"status": "running", "epoch": -3}, "epoch must be in [0"),
     "status": ({"status": "happy", "epoch": 1}, "status must be one of"),
     "lr-text": ({"status": "running", "epoch": 1, "lr": "fast"}, "lr must be a finite number or null"),
+    "lr-changes": ({"status": "running", "epoch": 1, "lr_changes": [{"epoch": 2}]},
+                   "lr_changes[0] must be an object with epoch and lr"),
+    "plateau": ({"status": "running", "epoch": 1, "plateau": {"wait": -1, "cooldown_counter": 0, "best": 1}},
+                "plateau.wait must be in [0"),
 }
 
 

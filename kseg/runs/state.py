@@ -54,6 +54,7 @@ class RunState:
             for key in ("epoch", "epochs", "sessions"):
                 if known.get(key) is not None:
                     number(known[key], f"{where}: {key}", low=0, integer=True)
+            _check_nested(known, where)
         except KsegError as exc:
             raise KsegError(f"{exc.message}; {STATE_ADVICE}") from None
         return cls(**known)
@@ -65,3 +66,27 @@ class RunState:
         """Mark the run stopped (finished, interrupted or failed) now."""
         self.status, self.message, self.updated = status, message, timestamp()
         return self
+
+
+def _check_nested(known, where):
+    """The parts of state.json a resumed run reads field by field: each `lr_changes` entry
+    ({"epoch", "lr"}) and the plateau's counters ({"wait", "cooldown_counter", "best"};
+    `best` may be infinite, Keras' start value), and the rate, which must be > 0."""
+    if known.get("lr") is not None:
+        number(known["lr"], f"{where}: lr", low=0, low_open=True)
+    for i, change in enumerate(known.get("lr_changes") or []):
+        name = f"{where}: lr_changes[{i}]"
+        if not isinstance(change, dict) or not {"epoch", "lr"} <= set(change):
+            raise KsegError(f"{name} must be an object with epoch and lr. Received: {change!r:.80}")
+        number(change["epoch"], f"{name}.epoch", low=1, integer=True)
+        number(change["lr"], f"{name}.lr", low=0, low_open=True)
+    plateau = known.get("plateau")
+    if plateau is not None:
+        if not {"wait", "cooldown_counter", "best"} <= set(plateau):
+            raise KsegError(f"{where}: plateau must hold wait, cooldown_counter and best. "
+                            f"Received: {plateau!r:.80}")
+        for key in ("wait", "cooldown_counter"):
+            number(plateau[key], f"{where}: plateau.{key}", low=0, integer=True)
+        best = plateau["best"]
+        if isinstance(best, bool) or not isinstance(best, (int, float)):
+            raise KsegError(f"{where}: plateau.best must be a number. Received: {best!r:.80}")
