@@ -176,6 +176,48 @@ def test_the_nested_parts_of_state_json_are_checked():
     count.report()
 
 
+SPLIT_KEYS = ["loss", "accuracy", "f1", "dice", "soft_dice", "specificity", "sensitivity", "miou",
+              "iou_per_class", "frames", "eval_seconds", "predict_ms_per_frame"]
+SPLIT = st.fixed_dictionaries({k: st.floats(0, 1) for k in SPLIT_KEYS[:8]} | {
+    "iou_per_class": st.lists(st.floats(0, 1) | st.none(), max_size=3), "frames": st.integers(1, 5),
+    "eval_seconds": st.floats(0, 9), "predict_ms_per_frame": st.floats(0, 9)}).flatmap(
+    lambda d: st.dictionaries(st.sampled_from(SPLIT_KEYS), JSON, max_size=2).map(lambda bad: {**d, **bad}))
+EVAL = st.fixed_dictionaries({"run": st.just("r"), "mode": st.just("full-frame"), "data": st.just("d"),
+                              "classes": st.just(["a", "b"]), "train_seconds": st.just(1.0),
+                              "skipped": st.just({}), "grid": st.none(), "patch": st.none(),
+                              "arch": st.just(TINY), "splits": st.dictionaries(
+                                  st.sampled_from(["val", "test"]), SPLIT, max_size=2)}).flatmap(
+    lambda d: st.dictionaries(st.sampled_from(list(d)), JSON, max_size=1).map(lambda bad: {**d, **bad}))
+
+
+def test_eval_json_read_back_is_refused_in_one_line_or_tabulated(tmp_path):
+    """A damaged eval.json is one line naming it; one that passes makes both tables and eval.md."""
+    from kseg.inference.evaluate import read_eval
+    from kseg.reporting import tables
+    from kseg.runs import RunDir
+
+    count = Count("eval.json read back and tabulated")
+    run = RunDir(tmp_path)
+
+    @QUICK
+    @given(EVAL | JSON)
+    def check(content):
+        count()
+        (tmp_path / "eval.json").write_text(json.dumps(content))
+        error = one_line_or_success(lambda: read_eval(run))
+        if error is None:
+            result = read_eval(run)
+            tables.table2([result])
+            for split in tables.result_splits([result]):
+                tables.table1([result], split)
+                tables.per_class_table([result], split)
+        else:
+            assert "eval.json" in str(error)
+
+    check()
+    count.report()
+
+
 def test_api_splits_and_inference_modes_are_checked():
     from kseg.api import check_splits
     from kseg.inference.mode import make_mode

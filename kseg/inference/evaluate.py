@@ -15,6 +15,7 @@ Logits are scored band by band as `kseg.inference.frames.iter_logit_bands` yield
 them, so windowed evaluation of a large frame never holds its (H, W, K) logits.
 """
 
+import dataclasses
 import json
 import math
 import time
@@ -24,6 +25,7 @@ import numpy as np
 
 from kseg.errors import KsegError
 from kseg.inference.frames import as_mode, frame_logits, input_channels, iter_logit_bands
+from kseg.validation import check_fields
 
 DEFAULT_SPLITS = ("val", "test")
 
@@ -195,10 +197,44 @@ def read_eval(run):
         result = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise KsegError(f"{path}: unreadable ({exc}); run 'kseg eval' again") from None
-    splits = result.get("splits") if isinstance(result, dict) else None
-    if not isinstance(splits, dict) or not all(isinstance(v, dict) for v in splits.values()):
-        raise KsegError(f"{path}: not an eval.json kseg wrote (no object of splits); run 'kseg eval' again")
+    advice = "run 'kseg eval' again"
+    check_fields(SavedEval, result, path, required=[f.name for f in dataclasses.fields(SavedEval)],
+                 advice=advice)
+    for split, scores in result["splits"].items():
+        check_fields(SavedSplit, scores, f"{path}: splits.{split}", advice=advice,
+                     required=[f.name for f in dataclasses.fields(SavedSplit)])
     return result
+
+
+@dataclasses.dataclass
+class SavedEval:
+    """What the tables and the report read of an eval.json (NaN is saved as null)."""
+
+    run: str
+    mode: str
+    data: str
+    classes: list
+    train_seconds: float | None
+    splits: dict
+    skipped: dict
+
+
+@dataclasses.dataclass
+class SavedSplit:
+    """One split's results in eval.json, as the tables read them."""
+
+    loss: float | None
+    accuracy: float | None
+    f1: float | None
+    dice: float | None
+    soft_dice: float | None
+    specificity: float | None
+    sensitivity: float | None
+    miou: float | None
+    iou_per_class: list
+    frames: int
+    eval_seconds: float | None
+    predict_ms_per_frame: float | None
 
 
 def clean_json(obj):
