@@ -160,3 +160,12 @@ def test_report_goes_on_past_damaged_files_it_can_do_without(trained, tmp_path):
     assert "left out of the learning curves" in result.output
     assert "env.json: expected a JSON object" in (runs / "report" / "report.md").read_text()
     assert isinstance(json.loads((run / "eval.json").read_text())["splits"], dict)
+
+
+def test_extending_a_run_whose_last_keras_is_damaged_changes_nothing(run, data_dir):
+    """Refused when the checkpoint is loaded, after config.json would once have been given
+    the new --epochs: every file keeps its md5."""
+    (run / "last.keras").write_bytes((run / "last.keras").read_bytes()[:300])
+    before = snapshot(run)
+    error_line(fit_again(run, data_dir, "--epochs", "3"), run / "last.keras")
+    assert snapshot(run) == before

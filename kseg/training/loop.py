@@ -83,6 +83,8 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress, callbacks)
         if fresh:
             _start(run, cfg, dataset, label, pairs, choice, topo)
+        elif run.config.get("epochs") != cfg.epochs:  # config.json keeps the epochs asked for
+            run.write_config({**run.config, "epochs": cfg.epochs})
         state.status, state.epochs, state.message = "running", cfg.epochs, None
         state.sessions += 1
         run.write_state(state)

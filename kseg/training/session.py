@@ -92,8 +92,6 @@ def open_run(run, cfg, resume, explicit):
         state.lr = cfg.lr
         state.lr_changes.append({"epoch": state.epoch + 1, "lr": cfg.lr})
     history = [r for r in run.history() if r["epoch"] <= state.epoch]  # drop an uncommitted epoch
-    if run.config.get("epochs") != epochs:
-        run.write_config({**run.config, "epochs": epochs})  # config.json keeps the epochs asked for
     verb = "Extending" if state.status == "finished" else "Resuming"
     output.console.print(f"{verb} {run.path} after epoch {state.epoch}/{epochs} (was {state.status}).",
                          highlight=False, soft_wrap=True)
