@@ -36,6 +36,9 @@ def load_run(run, runs="runs"):
     `.state`, `.load_model("best")`."""
     if isinstance(run, RunDir):
         return run
+    if not isinstance(run, (str, os.PathLike)) or not str(run):
+        raise KsegError(f"run must be a run's name, its folder or a RunDir. Received: {run!r:.80}")
+    check_arguments(paths={"runs": runs})
     return resolve_runs([str(run)], runs)[0]
 
 

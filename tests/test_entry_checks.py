@@ -179,6 +179,8 @@ def test_fit_refuses_bad_arguments_before_any_folder(data_dir, tmp_path, kwargs,
     (lambda run: kseg.evaluate(run, tta=5), "tta must be text"),
     (lambda run: kseg.predict(run, [], out=7), "out must be a path"),
     (lambda run: kseg.predict(run, 42), "predict takes image paths or arrays"),
+    (lambda run: kseg.load_run(3.5), "run must be a run's name"),
+    (lambda run: kseg.load_run("x", runs=["a"]), "runs must be a path"),
 ])
 def test_the_api_names_a_bad_argument(run, call, words):
     before = snapshot(run.path)
