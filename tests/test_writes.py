@@ -172,3 +172,15 @@ def test_bench_json_never_replaces_a_users_file(tmp_path):
     mine.write_text('{"mine": true}')
     line = error_line(cli("bench", TINY, "--quick", "--json", mine), mine)  # refused before measuring
     assert "kseg did not write it" in line and mine.read_text() == '{"mine": true}'
+
+
+def test_a_resumed_run_deletes_only_kseg_temporaries(tmp_path):
+    """RunDir.recover() removes what a killed atomic write left, not a user's hidden file."""
+    from kseg.runs import RunDir, RunState
+
+    run = RunDir(tmp_path)
+    run.write_state(RunState(status="running", epoch=0))
+    for name in (".gitignore", MANIFEST, ".state.k2j4x9q1.json", "..last.e0001.x1y2z3.keras"):
+        (tmp_path / name).write_text("x")
+    run.recover()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitignore", MANIFEST, "state.json"]

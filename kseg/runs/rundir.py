@@ -32,6 +32,10 @@ HISTORY_COLUMNS = (
     "val_loss", "val_accuracy", "val_miou", "val_soft_dice", "lr", "seconds",
 )  # fmt: skip
 _PENDING = re.compile(r"^\.(last|best)\.e(\d+)\.keras$")
+# kseg.atomic's temporary files of this folder's files (".state.k2j4x9q1.json", and of a
+# pending checkpoint "..last.e0003.k2j4x9q1.keras"): left by a writer that was killed.
+_TEMPORARY = re.compile(r"^\.\.?(config|env|state|history|eval|last|best)(\.e\d+)?\.[\w-]+"
+                        r"\.(json|csv|md|keras)$")
 
 
 class RunDir:
@@ -174,7 +178,8 @@ class RunDir:
                 continue
             match = _PENDING.match(entry.name)
             if not match:
-                entry.unlink()  # a temporary file of a writer that was killed (atomic.py)
+                if _TEMPORARY.match(entry.name):  # other hidden files are not kseg's to delete
+                    entry.unlink()
                 continue
             which, epoch = match.group(1), int(match.group(2))
             committed = epoch == state.epoch and (which == "last" or epoch == state.best_epoch)
