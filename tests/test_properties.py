@@ -235,6 +235,28 @@ def test_api_splits_and_inference_modes_are_checked():
     count.report()
 
 
+def test_fit_and_api_arguments_are_checked():
+    """kseg.fit's own arguments (checked before any folder), kseg.evaluate/predict's paths,
+    flags and functions: accepted or refused in one line, whatever their type."""
+    from kseg.api import check_arguments as api_arguments
+    from kseg.training.loop import check_arguments, check_callbacks
+
+    count = Count("fit / API arguments")
+    values = JSON | st.sampled_from([print, object(), "runs", "a/b", "..", "x"]) | st.lists(JSON, max_size=2)
+
+    @QUICK
+    @given(values, values, values, values, values)
+    def check(a, b, c, d, e):
+        count()
+        one_line_or_success(lambda: check_arguments(a, b, c, d, e))
+        one_line_or_success(lambda: check_callbacks(a))
+        one_line_or_success(lambda: api_arguments(paths={"data": b}, flags={"write": c},
+                                                  functions={"log": d}))
+
+    check()
+    count.report()
+
+
 ARRAYS = st.one_of(
     st.tuples(st.integers(1, 24), st.integers(1, 24)),
     st.tuples(st.integers(1, 24), st.integers(1, 24), st.integers(0, 5)),
