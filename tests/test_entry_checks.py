@@ -68,7 +68,10 @@ def test_numbers_and_sizes_are_checked_before_a_run_exists(data_dir, tmp_path, a
 
 def test_a_builder_argument_the_network_refuses_leaves_nothing(data_dir, tmp_path):
     line = refused_fit(data_dir, tmp_path, "--model-arg", "decoder_filters=[-1,2,3,4,5]", arch="unet")
-    assert "decoder_filters must be a list of 5 positive ints" in line
+    assert line.startswith("Error: unet: decoder_filters must be a list of 5 positive ints")
+    # A plugin's builder that checks nothing: Keras' own refusal, as the user's value.
+    line = refused_fit(data_dir, tmp_path, "--model-arg", "width=-1")
+    assert "tiny_test rejected --model-arg {'width': -1}: Invalid value for argument `filters`" in line
 
 
 def safetensors(path, header):

@@ -25,8 +25,15 @@ def create(cfg, spec):
     try:
         return registry.create_model(cfg.arch, num_classes=spec.num_classes,
                                      input_shape=(None, None, cfg.channels), **kwargs)
-    except TypeError as exc:
-        raise KsegError(f"{cfg.arch} rejected --model-arg {cfg.model_kwargs}: {exc}") from None
+    except KsegError:  # the builder's own check (kseg.models.layers.check_args) said it
+        raise
+    except (TypeError, ValueError) as exc:
+        # With --model-arg, a builder that does not check its arguments fails inside Keras
+        # (filters=-1): the user's value, not a bug. Without one, it is a bug: re-raised.
+        if isinstance(exc, ValueError) and not cfg.model_kwargs:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KsegError(f"{cfg.arch} rejected --model-arg {cfg.model_kwargs}: {first}") from None
 
 
 def _weights_arg(arch):
