@@ -154,7 +154,7 @@ def test_study_recipe_is_the_defaults():
     ({"epochs": 1.5}, "epochs must be a whole number"),
     ({"epochs": True}, "epochs must be a whole number"),  # a bool is no count
     ({"batch_size": None}, "batch_size must be a whole number"),
-    ({"lr": "fast"}, "lr must be a number"),
+    ({"lr": "fast"}, "lr must be a finite number"),
     ({"photometric": "no"}, "photometric must be true or false"),  # not a truthy string
     ({"augment": "maybe"}, "augment must be true or false or an object"),
     ({"model_kwargs": 5}, "model_kwargs must be an object"),

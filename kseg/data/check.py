@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from kseg.data import io
+from kseg.data.overlap import split_overlaps
 from kseg.data.readers import open_dataset
 from kseg.errors import DataError
 
@@ -36,7 +37,7 @@ def check_dataset(root, spec=None, threads=4, channels=3):
     ds = open_dataset(root, spec)
     k = ds.spec.num_classes
     summary = {"root": str(ds.root), "layout": ds.layout, "spec": ds.spec.to_dict(), "channels": channels,
-               "splits": {}}
+               "splits": {}, "warnings": split_overlaps(ds.splits)}
     for split, pairs in ds.splits.items():
         if not pairs:
             raise DataError(f"{ds.root}: empty split '{split}'")

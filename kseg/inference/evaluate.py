@@ -15,6 +15,7 @@ Logits are scored band by band as `kseg.inference.frames.iter_logit_bands` yield
 them, so windowed evaluation of a large frame never holds its (H, W, K) logits.
 """
 
+import dataclasses
 import json
 import math
 import time
@@ -24,6 +25,7 @@ import numpy as np
 
 from kseg.errors import KsegError
 from kseg.inference.frames import as_mode, frame_logits, input_channels, iter_logit_bands
+from kseg.validation import check_fields
 
 DEFAULT_SPLITS = ("val", "test")
 
@@ -102,18 +104,25 @@ def evaluate_split(model, pairs, spec, stride, mode=None):
     return out
 
 
-def evaluate_run(run, splits=DEFAULT_SPLITS, data=None, patches=False, log=None, mode=None):
+def evaluate_run(run, splits=DEFAULT_SPLITS, data=None, patches=False, log=None, mode=None,
+                 other_classes=False):
     """Evaluate a run's best model on each split; returns the eval.json dict.
 
     `mode`: an InferenceMode (`patches=True` is the run's patch grid, for older
     callers). Missing splits are listed under "skipped" with a reason (and passed to
-    `log`), not raised.
+    `log`); when none of `splits` is there, a KsegError (nothing to score, nothing to
+    write). Each split's result records the data it was scored on. A dataset with
+    other classes than the run's is refused unless `other_classes`.
     """
     from kseg.runs import open_split_pairs
 
     log = log or (lambda message: None)
     mode = as_mode(mode if mode is not None else run.grid() if patches else None)
-    root, available = open_split_pairs(run, data)
+    root, available = open_split_pairs(run, data, other_classes)
+    if not any(available.get(split) for split in splits):
+        raise KsegError(f"{root}: has no {' or '.join(splits)} split to score (it has "
+                        f"{', '.join(s for s in available if available[s]) or 'none'}); choose --splits "
+                        f"among those, or another --data. eval.json is left as it was.")
     grid = mode.patches
     result = {
         "run": run.name,
@@ -136,8 +145,29 @@ def evaluate_run(run, splits=DEFAULT_SPLITS, data=None, patches=False, log=None,
             log(f"{result['run']}: {split}: {reason}, skipped")
             continue
         model = model or run.load_model("best")
-        result["splits"][split] = evaluate_split(model, pairs, run.spec, run.stride, mode)
+        result["splits"][split] = {**evaluate_split(model, pairs, run.spec, run.stride, mode),
+                                   "data": str(root)}
     return clean_json(result)
+
+
+def merge_previous(run, result):
+    """`result` with the splits of the run's eval.json that `result` did not score again,
+    when eval.json was made in the same mode: scoring `test` keeps the `val` results (each
+    split names the data it was scored on). Another mode's file is replaced whole."""
+    try:
+        previous = read_eval(run)
+    except KsegError:  # damaged: the new file replaces it
+        previous = None
+    if not previous or not isinstance(previous.get("splits"), dict):
+        return result
+    if previous.get("inference") != result.get("inference") or previous.get("mode") != result.get("mode"):
+        return result
+    kept = {k: v for k, v in previous["splits"].items() if k not in result["splits"]}
+    if not kept:
+        return result
+    for scores in kept.values():
+        scores.setdefault("data", previous.get("data"))  # files of older kseg: the file's data
+    return {**result, "splits": {**kept, **result["splits"]}}
 
 
 def recorded_mode(result):
@@ -164,9 +194,47 @@ def read_eval(run):
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        result = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise KsegError(f"{path}: unreadable ({exc}); run 'kseg eval' again") from None
+    advice = "run 'kseg eval' again"
+    check_fields(SavedEval, result, path, required=[f.name for f in dataclasses.fields(SavedEval)],
+                 advice=advice)
+    for split, scores in result["splits"].items():
+        check_fields(SavedSplit, scores, f"{path}: splits.{split}", advice=advice,
+                     required=[f.name for f in dataclasses.fields(SavedSplit)])
+    return result
+
+
+@dataclasses.dataclass
+class SavedEval:
+    """What the tables and the report read of an eval.json (NaN is saved as null)."""
+
+    run: str
+    mode: str
+    data: str
+    classes: list
+    train_seconds: float | None
+    splits: dict
+    skipped: dict
+
+
+@dataclasses.dataclass
+class SavedSplit:
+    """One split's results in eval.json, as the tables read them."""
+
+    loss: float | None
+    accuracy: float | None
+    f1: float | None
+    dice: float | None
+    soft_dice: float | None
+    specificity: float | None
+    sensitivity: float | None
+    miou: float | None
+    iou_per_class: list
+    frames: int
+    eval_seconds: float | None
+    predict_ms_per_frame: float | None
 
 
 def clean_json(obj):

@@ -103,6 +103,11 @@ def export_run(run_path, fmt="keras", out=None, which="best", size=None):
     run = RunDir(run_path)
     if not run.config_path.is_file():
         raise KsegError(f"{run.path} is not a run directory (no config.json); see `kseg fit`.")
+    if out is not None:  # a path the user gave: the write policy applies (kseg.writes)
+        from kseg.writes import OutputFolder
+
+        inputs = [run.best_path, run.last_path, run.config_path, run.state_path]
+        OutputFolder(Path(out).parent, inputs=inputs).claim([Path(out).name])
     model = run.load_model(which)
     return export_model(model, fmt, out or default_path(run, fmt), size)
 

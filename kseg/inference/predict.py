@@ -45,16 +45,18 @@ MAX_PIXELS = 2 * 89_478_485
 def expand_inputs(items, out_dir=None):
     """Files, folders and glob patterns -> sorted, de-duplicated list of image paths.
 
-    A folder contributes its image files (by suffix, not recursive). Files that look
-    like kseg's own outputs inside `out_dir` are left out, so predicting a folder into
-    itself twice does not predict the first run's masks. Raises KsegError naming the
+    A folder contributes its image files (by suffix, not recursive). The outputs kseg
+    wrote into `out_dir` before (its manifest, kseg.writes) are left out, so predicting a
+    folder into itself twice does not predict the first run's masks; a user's own
+    `street_mask.png` there is an input like any other. Raises KsegError naming the
     first argument that matches nothing.
     """
-    out = Path(out_dir).resolve() if out_dir is not None else None
+    from kseg.writes import OutputFolder
+
+    folder = OutputFolder(out_dir) if out_dir is not None else None
 
     def own_output(f):
-        own = OUTPUT_SUFFIXES + EXTRA_SUFFIXES
-        return out is not None and f.name.endswith(own) and f.parent.resolve() == out
+        return folder is not None and folder.owns(f)
 
     paths = []
     for item in items:
@@ -64,7 +66,7 @@ def expand_inputs(items, out_dir=None):
             found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not own_output(f))
             if not found:
                 raise KsegError(f"{item}: folder has no images ({', '.join(IMAGE_SUFFIXES)}) "
-                                f"besides kseg's own *_mask.png / *_overlay.png")
+                                f"besides kseg's own outputs")
         elif p.is_file():
             found = [p]
         elif glob.has_magic(item):
@@ -82,6 +84,16 @@ def output_names(image_path, out_dir):
     """(<stem>_mask.png, <stem>_overlay.png) in out_dir."""
     stem = Path(image_path).stem
     return tuple(Path(out_dir) / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES)
+
+
+def claim_outputs(paths, out_dir, confidence=False, probs=False):
+    """Every file predict_images will write, checked against the write policy (none is
+    an input, none is a file kseg did not write) before the first image is predicted."""
+    from kseg.writes import OutputFolder
+
+    extra = [s for s, wanted in zip(EXTRA_SUFFIXES, (confidence, probs), strict=True) if wanted]
+    names = [f"{Path(p).stem}{suffix}" for p in paths for suffix in (*OUTPUT_SUFFIXES, *extra)]
+    OutputFolder(out_dir, inputs=paths).claim(names)
 
 
 def check_unique_stems(paths):
@@ -116,6 +128,25 @@ def read_input_image(path, max_pixels=None, channels=3):
     if image.ndim != 3 or image.shape[-1] != channels:
         raise KsegError(f"{path}: expected an image of {channels} channels, got shape {image.shape}")
     return image
+
+
+def check_input_array(image, channels, where="image"):
+    """An array given to kseg.predict, as the network takes it: uint8 or float (H, W,
+    channels), finite. A grey (H, W) array is (H, W, 1) for a run of one channel; any
+    other shape or channel count is a KsegError naming `where` and the run's channels."""
+    array = np.asarray(image)
+    if array.dtype.kind not in "uif" or array.size == 0:
+        raise KsegError(f"{where}: expected an image array of numbers, got dtype {array.dtype} and "
+                        f"shape {array.shape}")
+    if array.ndim == 2 and channels == 1:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] != channels:
+        grey = " (a grey image)" if array.ndim == 2 else ""
+        raise KsegError(f"{where}: shape {array.shape}{grey} does not fit the run, which takes "
+                        f"(H, W, {channels}) images (its --channels {channels}); convert it first")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise KsegError(f"{where}: holds NaN or infinite values")
+    return array
 
 
 def softmax(logits):
@@ -170,7 +201,7 @@ def predict_images(model, paths, spec, out_dir, stride, mode=None, on_written=No
 
     channels = input_channels(model)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_outputs(paths, out_dir, confidence, probs)
     written = []
     for path in paths:
         image = read_input_image(path, channels=channels)

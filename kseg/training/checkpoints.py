@@ -9,6 +9,7 @@ from pathlib import Path
 
 from kseg.errors import KsegError
 from kseg.runs import RunDir
+from kseg.runs.readback import warnings_held
 
 # Builder argument that takes a local weights file, per built-in network.
 ENCODER_WEIGHTS_ARG = ("encoder_weights", "weights")
@@ -25,8 +26,15 @@ def create(cfg, spec):
     try:
         return registry.create_model(cfg.arch, num_classes=spec.num_classes,
                                      input_shape=(None, None, cfg.channels), **kwargs)
-    except TypeError as exc:
-        raise KsegError(f"{cfg.arch} rejected --model-arg {cfg.model_kwargs}: {exc}") from None
+    except KsegError:  # the builder's own check (kseg.models.layers.check_args) said it
+        raise
+    except (TypeError, ValueError) as exc:
+        # With --model-arg, a builder that does not check its arguments fails inside Keras
+        # (filters=-1): the user's value, not a bug. Without one, it is a bug: re-raised.
+        if isinstance(exc, ValueError) and not cfg.model_kwargs:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KsegError(f"{cfg.arch} rejected --model-arg {cfg.model_kwargs}: {first}") from None
 
 
 def _weights_arg(arch):
@@ -77,7 +85,8 @@ def load_checkpoint(model, path):
     """Weights and optimizer state of `path` into the compiled `model`."""
     model.optimizer.build(model.trainable_variables)
     try:
-        model.load_weights(path)
+        with warnings_held():
+            model.load_weights(path)
     except ValueError as exc:
         raise KsegError(f"{path} does not fit {model.name} with {model.output_shape[-1]} classes "
                         f"({str(exc).splitlines()[0]}); use --name for a new run.") from None
@@ -107,6 +116,7 @@ def _load(path):
     import keras
 
     try:
-        return keras.saving.load_model(path, compile=False)
+        with warnings_held():
+            return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # a truncated or foreign file raises many types
         raise KsegError(f"--init-from {path}: cannot load ({type(exc).__name__}: {exc})") from None

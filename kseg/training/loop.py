@@ -8,10 +8,12 @@ kseg.runs for the files and kseg.training.callbacks for the per-epoch commit.
 """
 
 import contextlib
+import os
 import signal
 from pathlib import Path
 
 from kseg import compat, output
+from kseg.data.overlap import split_overlaps
 from kseg.errors import KsegError
 from kseg.runs import RunDir
 from kseg.training import session
@@ -51,12 +53,15 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     from kseg.training.data import class_weights, first_batches, open_data, pick_workers, training_datasets
 
     cfg.validate()
-    run = RunDir(Path(runs) / (name or cfg.arch))
+    callbacks = check_callbacks(callbacks)
+    run = RunDir(Path(check_arguments(runs, name, max_steps, resume, progress)) / (name or cfg.arch))
     with session.lock(run):
         cfg, state, history = session.open_run(run, cfg, resume, set(explicit))
         # Before TensorFlow's or JAX's first op: multi-worker set-up must come first.
         topo = distribute.topology(cfg.batch_size, cfg.distribute)  # None without --distribute
         dataset, label = open_data(cfg.data)
+        for line in split_overlaps(dataset.splits):
+            output.err_console.print(f"Warning: {line}", soft_wrap=True, markup=False, highlight=False)
         _check_against(cfg, dataset.spec)
         workers, workers_reason = pick_workers(cfg.workers)
         train_data, val_data, pairs = training_datasets(cfg, dataset, workers)
@@ -70,13 +75,19 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
             output.console.print(distribute.describe(topo), highlight=False, soft_wrap=True)
             train_data, val_data = (distribute.worker_batches(d, topo) for d in (train_data, val_data))
         train_data, val_data = first_batches(train_data, val_data, max_steps)
-        if state is None:
-            state = _start(run, cfg, dataset, label, pairs, choice, topo)
+        fresh = state is None
+        state = session.first_state(cfg) if fresh else state
+        # The model and the callbacks first: a start they refuse (a --model-arg, an
+        # --init-from, a schedule) has written nothing yet.
+        model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
+        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress, callbacks)
+        if fresh:
+            _start(run, cfg, dataset, label, pairs, choice, topo)
+        elif run.config.get("epochs") != cfg.epochs:  # config.json keeps the epochs asked for
+            run.write_config({**run.config, "epochs": cfg.epochs})
         state.status, state.epochs, state.message = "running", cfg.epochs, None
         state.sessions += 1
         run.write_state(state)
-        model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
-        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress, callbacks)
         _run(model, cfg, run, callbacks, train_data, val_data, state.epoch)
     return run
 
@@ -94,9 +105,44 @@ def _check_against(cfg, spec):
         require_tensorboard()
 
 
+def check_arguments(runs, name, max_steps, resume, progress):
+    """The other arguments of `fit`, checked before any folder is made; returns `runs`.
+    A --name is one folder name: "../x" or "a/b" would put the run outside `runs`."""
+    if not isinstance(runs, (str, os.PathLike)) or not str(runs):
+        raise KsegError(f"runs must be a folder path. Received: {runs!r:.80}")
+    if name is not None and (not isinstance(name, str) or name in ("", ".", "..")
+                             or any(sep in name for sep in ("/", "\\", "\0"))):
+        raise KsegError(f"--name must be a folder name without '/' (the run goes into {runs}/NAME). "
+                        f"Received: {name!r:.80}")
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int)
+                                  or max_steps < 1):
+        raise KsegError(f"max_steps must be a whole number >= 1 or None. Received: {max_steps!r:.80}")
+    for key, value in (("resume", resume), ("progress", progress)):
+        if value is not None and not isinstance(value, bool):
+            raise KsegError(f"{key} must be True or False. Received: {value!r:.80}")
+    return runs
+
+
+def check_callbacks(callbacks):
+    """The user's Keras callbacks as a list, refused before any folder is made unless each
+    one is a `keras.callbacks.Callback` (a string would fail inside model.fit)."""
+    import keras
+
+    if isinstance(callbacks, keras.callbacks.Callback):
+        callbacks = [callbacks]
+    if isinstance(callbacks, (str, bytes, dict)) or not hasattr(callbacks, "__iter__"):
+        raise KsegError(f"callbacks must be a list of keras.callbacks.Callback. Received: {callbacks!r:.80}")
+    callbacks = list(callbacks)
+    for item in callbacks:
+        if not isinstance(item, keras.callbacks.Callback):
+            raise KsegError(f"callbacks must be a list of keras.callbacks.Callback; {item!r:.80} "
+                            f"({type(item).__name__}) is not one.")
+    return callbacks
+
+
 def _start(run, cfg, dataset, label, pairs, choice, topo=None):
     """Write config.json and env.json (with the precision and XLA chosen, and the
-    `--distribute` topology) of a fresh run; returns its first RunState."""
+    `--distribute` topology) of a fresh run."""
     from kseg import registry
 
     config = {**cfg.to_dict(), "data": label, "data_path": str(dataset.root),
@@ -104,7 +150,7 @@ def _start(run, cfg, dataset, label, pairs, choice, topo=None):
               "monitor_mode": cfg.monitor_mode}
     env = environment(data_fingerprint([p for pair in pairs for p in (pair.image, pair.mask)]), chosen=choice,
                       distribute=topo)
-    return session.start_fresh(run, cfg, config, env)
+    session.start_fresh(run, config, env)
 
 
 def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=True):
@@ -232,8 +278,19 @@ def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
                                  f"{run.path} is consistent. Run the same command again to continue.",
                                  signal.SIGINT) from None
         except BaseException as exc:
-            run.write_state(recorder.state.stop("failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            # A full disk or memory running out is the machine's, not the run's: the run is
+            # consistent, so it is "interrupted" and the same command continues it, as the
+            # error line says ("free some space, then run the same command again").
+            how = "interrupted" if _machine_trouble(exc) else "failed"
+            with contextlib.suppress(OSError):  # the disk may still be full; state.json stays as it was
+                run.write_state(recorder.state.stop(how, f"{type(exc).__name__}: {exc}".splitlines()[0]))
             raise
         finally:
             bar.close()
     run.write_state(recorder.state.stop("finished"))
+
+
+def _machine_trouble(exc):
+    """True for failures of the machine, not of the training: OSError (a full disk, a
+    read-only folder), MemoryError, TensorFlow's ResourceExhaustedError."""
+    return isinstance(exc, (OSError, MemoryError)) or type(exc).__name__ == "ResourceExhaustedError"

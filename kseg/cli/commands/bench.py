@@ -37,6 +37,13 @@ def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, ba
     from kseg.bench.targets import load_peer
 
     peer = load_peer(peer_path)  # a bad file fails here, before any measurement
+    if json_path:  # the write policy (kseg.writes), before minutes of measurement
+        from pathlib import Path
+
+        from kseg.writes import OutputFolder
+
+        OutputFolder(Path(json_path).parent, [peer_path] if peer_path else [], "--json").claim(
+            [Path(json_path).name])
     archs = list(archs) or registry.list_models()
     # Unknown names fail here, with the known ones. Models registered by a module that is
     # not an entry point (a test's tiny model) are imported again in each worker.

@@ -24,6 +24,8 @@ def check(directory, spec_file, channels, as_json):
     from kseg.data.synth import default_dataset_dir
 
     summary = check_dataset(directory or default_dataset_dir(), spec_file, channels=channels)
+    for line in summary["warnings"]:  # on stderr, so that --json stays one JSON document
+        output.err_console.print(f"Warning: {line}", soft_wrap=True, markup=False, highlight=False)
     if as_json:
         output.print_json(summary)
         return
