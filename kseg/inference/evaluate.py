@@ -203,7 +203,15 @@ def read_eval(run):
     for split, scores in result["splits"].items():
         check_fields(SavedSplit, scores, f"{path}: splits.{split}", advice=advice,
                      required=[f.name for f in dataclasses.fields(SavedSplit)])
+        bad = [v for v in scores["iou_per_class"] if v is not None and not _is_number(v)]
+        if bad:
+            raise KsegError(f"{path}: splits.{split}.iou_per_class holds {bad[0]!r:.40}, not a number "
+                            f"or null; {advice}")
     return result
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass

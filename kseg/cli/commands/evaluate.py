@@ -55,7 +55,7 @@ def evaluate(runs, all_runs, runs_root, splits, full_frame, per_class, as_json, 
                                         window=window, overlap=overlap, tta=tta,
                                         other_classes=other_classes))
         except Exception as exc:  # one broken run must not stop the others
-            say(f"{run.name}: cannot evaluate: {user_error(exc).format_message()[:300]}")
+            say(f"{run.name}: cannot evaluate: {user_error(exc).format_message()[:1000]}")
             failed.append(run.name)
     _print(results, per_class, as_json, full_frame)
     if failed:
