@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from kseg.data import io
-from kseg.data.readers import open_dataset
+from kseg.data import io, trainable
+from kseg.data.readers import Dataset, open_dataset
 from kseg.errors import DataError
 
 
@@ -26,14 +26,16 @@ def check_pair(pair, spec, channels=3):
 
 
 def check_dataset(root, spec=None, threads=4, channels=3):
-    """Open and fully decode a dataset; return a JSON-ready summary.
+    """Open (or take, a Dataset) and fully decode a dataset; return a JSON-ready summary.
 
     `channels`: what every image must hold (kseg.data.io.read_image; `kseg fit --channels`).
     Returns {"root", "layout", "spec", "channels", "splits": {split: {"pairs", "sizes",
-    "pixels" (per class), "void", "total", "frequency" (per class, of labelled pixels)}}}.
-    Raises DataError (one line, naming the file) on the first problem found.
+    "pixels" (per class), "void", "total", "frequency" (per class, of labelled pixels)}},
+    "inferred": kseg.data.trainable.describe, "kseg_json": an inferred palette written}.
+    Raises DataError (one line, naming the file) on the first problem found, and on a
+    set that cannot train (kseg.data.trainable.refuse).
     """
-    ds = open_dataset(root, spec)
+    ds = root if isinstance(root, Dataset) else open_dataset(root, spec)
     k = ds.spec.num_classes
     summary = {"root": str(ds.root), "layout": ds.layout, "spec": ds.spec.to_dict(), "channels": channels,
                "splits": {}}
@@ -56,6 +58,10 @@ def check_dataset(root, spec=None, threads=4, channels=3):
             "total": int(counts.sum()),
             "frequency": (counts[:k] / max(labelled, 1)).tolist(),
         }
+    summary["inferred"] = trainable.describe(ds, summary["splits"])
+    trainable.refuse(ds, summary["inferred"])
+    written = trainable.write_inferred_spec(ds)
+    summary["kseg_json"] = str(written) if written else None
     return summary
 
 

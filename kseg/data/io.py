@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from kseg.data import tiff
+from kseg.data import maskfile, tiff
 from kseg.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -177,32 +177,19 @@ def read_mask(path, spec=None, check=True):
             classes, and checks values.
         check: raise DataError when a value is neither a class nor void.
     """
-    im = _open(path)
-    mode = im.mode
-    if mode in ("L", "P", "1"):
-        # P: the palette index is the class (VOC convention), not the colour.
-        mask = np.asarray(im, dtype=np.uint8)
-    elif mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(im, dtype=np.int64)
-        if a.size and (a.min() < 0 or a.max() > 255):
-            raise DataError(f"{path}: 16-bit mask has values up to {a.max()}; "
-                            f"class indices must be 0..255")
-        mask = a.astype(np.uint8)
-    elif mode in ("LA",):
-        mask = np.asarray(im, dtype=np.uint8)[:, :, 0]
-    elif mode in ("RGB", "RGBA"):
-        rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        if rgb.size and (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-            mask = rgb[..., 0].copy()  # a grayscale mask saved as RGB
-        else:
-            mask = rgb_to_mask(rgb, spec, path)
-    else:
-        raise DataError(f"{path}: unsupported mask mode {mode}; save as 8-bit grayscale PNG")
-    if spec is not None and spec.label_map is not None and mode not in ("RGB", "RGBA"):
+    kind, mask = read_raw_mask(path)
+    if kind == "rgb":
+        mask = rgb_to_mask(mask, spec, path)
+    elif spec is not None and spec.label_map is not None:
         mask = np.asarray(spec.label_map, np.uint8)[mask]  # raw values -> classes (Cityscapes ids)
     if check and spec is not None:
         check_mask_values(mask, spec, path)
     return mask
+
+
+def read_raw_mask(path):
+    """`(kind, pixels)` of a mask file: raw values or colours (kseg.data.maskfile)."""
+    return maskfile.decode(_open(path), path)
 
 
 def rgb_to_mask(rgb, spec, path="mask"):
@@ -210,7 +197,7 @@ def rgb_to_mask(rgb, spec, path="mask"):
     if spec is None or not spec.color_map:
         raise DataError(f"{path}: RGB/RGBA mask but the dataset spec has no colour map; "
                         f"add 'colors' to kseg.json or save masks as class indices")
-    key = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    key = maskfile.color_keys(rgb)
     lut_keys, lut_vals = [], []
     for i, (r, g, b) in enumerate(spec.colors):
         lut_keys.append((r << 16) | (g << 8) | b)

@@ -23,18 +23,18 @@ never changes split when files are added. A split that gets no pairs is left out
 Pair lists are read relative to the root. Absolute paths that do not exist (SegNet's
 lists say /SegNet/CamVid/train/x.png) fall back to root/<folder>/<file>.
 The spec is `spec` if given (a DatasetSpec or a JSON path), else root/kseg.json, else
-the named layout's (CamVid's for the SegNet layout), else inferred from the mask values.
+the named layout's (CamVid's for the SegNet layout), else inferred from the masks: 0/1
+and 0/255 masks are binary, palette PNGs hold indices, RGB masks one class per colour
+(kseg.data.encoding).
 """
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from kseg.data import io, layouts
+from kseg.data import encoding, layouts
 from kseg.data.pairs import Pair, pair_folders, read_list
-from kseg.data.spec import CAMVID, DatasetSpec, infer_spec, load_spec
+from kseg.data.spec import CAMVID, DatasetSpec, load_spec
 from kseg.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -47,6 +47,9 @@ class Dataset:
     layout: str  # "cityscapes" | "voc" | "ade20k" | "segnet" | "generic"
     spec: DatasetSpec
     splits: dict  # split name -> list[Pair], only splits that exist
+    # Where the spec came from ("--spec", "kseg.json", "layout" or "inferred") and, for an
+    # inferred one, the encoding seen in the masks (kseg.data.encoding).
+    origin: dict = field(default_factory=lambda: {"source": "given", "encoding": None})
 
     def pairs(self, split):
         """The pairs of one split; DataError naming the split if it is absent."""
@@ -67,7 +70,8 @@ def open_dataset(root, spec=None):
         splits = _segnet_splits(root) if layout == "segnet" else _generic_splits(root)
     if not splits:
         raise DataError(f"{root}: no split has any image/mask pairs")
-    return Dataset(root, layout, resolve_spec(root, layout, splits, spec), splits)
+    spec, origin = resolve_spec(root, layout, splits, spec)
+    return Dataset(root, layout, spec, splits, origin)
 
 
 def detect_layout(root):
@@ -90,21 +94,21 @@ def detect_layout(root):
 
 
 def resolve_spec(root, layout, splits, spec=None):
+    """`(spec, origin)`: the spec to read the masks with and where it came from (see
+    `Dataset.origin`): `spec`, root/kseg.json, the layout's, or inferred from the masks."""
     if isinstance(spec, DatasetSpec):
-        return spec
+        return spec, {"source": "given", "encoding": None}
     if spec is not None:
-        return load_spec(spec)
+        return load_spec(spec), {"source": str(spec), "encoding": None}
     if (root / "kseg.json").is_file():
-        return load_spec(root / "kseg.json")
+        return load_spec(root / "kseg.json"), {"source": str(root / "kseg.json"), "encoding": None}
     if layout in layouts.LAYOUTS:
-        return layouts.LAYOUTS[layout].SPEC
+        return layouts.LAYOUTS[layout].SPEC, {"source": f"{layout} layout", "encoding": None, "builtin": True}
     if layout == "segnet":
-        return CAMVID
-    values = set()
-    for pairs in splits.values():
-        for p in pairs:
-            values.update(np.unique(io.read_mask(p.mask, None, check=False)).tolist())
-    return infer_spec(values, name=root.name)
+        return CAMVID, {"source": "camvid (SegNet layout)", "encoding": None, "builtin": True}
+    pairs = [p for split_pairs in splits.values() for p in split_pairs]
+    inferred, text = encoding.infer(encoding.survey_masks(pairs), name=root.name)
+    return inferred, {"source": "inferred", "encoding": text}
 
 
 def _segnet_splits(root):

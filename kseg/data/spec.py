@@ -49,6 +49,9 @@ class DatasetSpec:
     # 256 ints: the class (or void) of each raw value stored in single-channel mask files,
     # e.g. Cityscapes labelIds -> trainIds; None: the files hold class indices.
     label_map: tuple | None = None
+    # The largest share of void among the train pixels that `kseg data check` accepts
+    # (None: its default, 0.3); raise it for sparse labels such as scribbles.
+    max_void: float | None = None
 
     def __post_init__(self):
         _check_fields(self)  # types and shapes first, so the conversions below cannot fail
@@ -61,6 +64,8 @@ class DatasetSpec:
             object.__setattr__(self, "void_color", tuple(int(v) for v in self.void_color))
         if self.label_map is not None:
             object.__setattr__(self, "label_map", tuple(int(v) for v in self.label_map))
+        if self.max_void is not None:
+            object.__setattr__(self, "max_void", float(self.max_void))
         _validate(self)
 
     @property
@@ -73,7 +78,8 @@ class DatasetSpec:
                 "colors": [list(c) for c in self.colors], "void": self.void,
                 "void_color": list(self.void_color) if self.void_color else None,
                 "color_map": self.color_map,
-                **({"label_map": list(self.label_map)} if self.label_map is not None else {})}
+                **({"label_map": list(self.label_map)} if self.label_map is not None else {}),
+                **({"max_void": self.max_void} if self.max_void is not None else {})}
 
     @classmethod
     def from_dict(cls, d, source="spec"):
@@ -101,12 +107,12 @@ class DatasetSpec:
                                  "through; add 'colors' or drop 'color_map'")
             return cls(name=d.get("name", "dataset"), classes=d["classes"], colors=colors,
                        void=d.get("void"), void_color=d.get("void_color"), color_map=color_map,
-                       label_map=d.get("label_map"))
+                       label_map=d.get("label_map"), max_void=d.get("max_void"))
         except ValueError as exc:
             raise DataError(f"{source}: {exc}") from None
 
 
-SPEC_FIELDS = ("name", "classes", "colors", "void", "void_color", "color_map", "label_map")
+SPEC_FIELDS = ("name", "classes", "colors", "void", "void_color", "color_map", "label_map", "max_void")
 RGB_HELP = "[R, G, B] (three ints 0-255)"
 
 
@@ -145,6 +151,11 @@ def _check_fields(spec):
                                 and all(_is_int(v) and 0 <= v <= 255 for v in lut)):
         raise ValueError(f"'label_map' must be 256 ints 0-255 (the class of each raw mask value). "
                          f"Received: {_show(lut)}")
+    share = spec.max_void
+    if share is not None and not (isinstance(share, numbers.Real) and not isinstance(share, bool)
+                                  and 0 <= share <= 1):
+        raise ValueError(f"'max_void' must be a number from 0 to 1 (a share of the train pixels). "
+                         f"Received: {_show(share)}")
 
 
 def _check_rgb(value, field):

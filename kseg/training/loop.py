@@ -57,6 +57,7 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         # Before TensorFlow's or JAX's first op: multi-worker set-up must come first.
         topo = distribute.topology(cfg.batch_size, cfg.distribute)  # None without --distribute
         dataset, label = open_data(cfg.data)
+        _check_data(dataset, cfg)
         _check_against(cfg, dataset.spec)
         workers, workers_reason = pick_workers(cfg.workers)
         train_data, val_data, pairs = training_datasets(cfg, dataset, workers)
@@ -79,6 +80,19 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress, callbacks)
         _run(model, cfg, run, callbacks, train_data, val_data, state.epoch)
     return run
+
+
+def _check_data(dataset, cfg):
+    """`kseg data check`'s checks and refusals (one class, void, classes absent from train)
+    before any file is written; prints what was inferred."""
+    from kseg.data.check import check_dataset
+    from kseg.data.trainable import one_line
+
+    summary = check_dataset(dataset, channels=cfg.channels)
+    output.console.print(one_line(summary["inferred"]), highlight=False, markup=False, soft_wrap=True)
+    if summary["kseg_json"]:
+        output.console.print(f"wrote the inferred palette to {summary['kseg_json']}", highlight=False,
+                             markup=False, soft_wrap=True)
 
 
 def _check_against(cfg, spec):
