@@ -124,22 +124,23 @@ def softmax(logits):
     return z / z.sum(-1, keepdims=True)
 
 
-def frame_outputs(model, image, stride, mode=None, probs=False):
+def frame_outputs(model, image, stride, mode=None, probs=False, threshold=None):
     """(labels uint8 (H, W), confidence uint8 (H, W), probs float16 (H, W, K) or None).
 
     Confidence is 255 * the largest softmax probability. Where rounding to float16 ties
     the predicted class with another, its probability is raised one float16 step, so
-    argmax(probs) is always the label map.
+    argmax(probs) is always the label map (without a binary run's `threshold`, which
+    labels foreground where its probability >= threshold, frames.labels_from_logits).
     """
-    from kseg.inference.frames import iter_logit_bands
+    from kseg.inference.frames import iter_logit_bands, labels_from_logits
 
     labels, conf, p16 = [], [], []
     for _, logits in iter_logit_bands(model, image, stride, mode):
         p = softmax(logits)  # (h, W, K)
-        labels.append(np.argmax(logits, axis=-1).astype(np.uint8))
+        labels.append(labels_from_logits(logits, threshold))
         conf.append(np.rint(255 * p.max(-1)).astype(np.uint8))
         if probs:
-            p16.append(_argmax_safe_float16(p, labels[-1]))
+            p16.append(_argmax_safe_float16(p, labels[-1]) if threshold is None else p.astype(np.float16))
     return np.concatenate(labels), np.concatenate(conf), np.concatenate(p16) if probs else None
 
 
@@ -154,7 +155,7 @@ def _argmax_safe_float16(p, labels):
 
 
 def predict_images(model, paths, spec, out_dir, stride, mode=None, on_written=None, confidence=False,
-                   probs=False):
+                   probs=False, threshold=None):
     """Predict each image and write its outputs, one image at a time.
 
     `mode`: an InferenceMode (default whole frames) or a (grid, patch) pair. Always a
@@ -174,7 +175,7 @@ def predict_images(model, paths, spec, out_dir, stride, mode=None, on_written=No
     written = []
     for path in paths:
         image = read_input_image(path, channels=channels)
-        labels, conf, p16 = frame_outputs(model, image, stride, mode, probs)
+        labels, conf, p16 = frame_outputs(model, image, stride, mode, probs, threshold)
         colors = colorize(labels, spec)
         mask_path, overlay_path = output_names(path, out_dir)
         pngs = [(mask_path, colors), (overlay_path, overlay(display_rgb(image), colors))]

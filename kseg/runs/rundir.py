@@ -32,6 +32,9 @@ HISTORY_COLUMNS = (
     "val_loss", "val_accuracy", "val_miou", "val_soft_dice", "lr", "seconds",
 )  # fmt: skip
 _PENDING = re.compile(r"^\.(last|best)\.e(\d+)\.keras$")
+# Logged only by the runs that have them (two-class runs: the foreground's IoU), after
+# HISTORY_COLUMNS, so every other run's history.csv keeps its columns.
+OPTIONAL_COLUMNS = ("fg_iou", "val_fg_iou")
 
 
 class RunDir:
@@ -144,10 +147,11 @@ class RunDir:
     def write_history(self, rows):
         """Write all `rows` at once (atomically), so the file is never half a row long."""
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        columns = HISTORY_COLUMNS + tuple(k for k in OPTIONAL_COLUMNS if any(k in row for row in rows))
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _fmt_cell(row.get(k)) for k in HISTORY_COLUMNS})
+            writer.writerow({k: _fmt_cell(row.get(k)) for k in columns})
         atomic.write_text(self.history_path, buf.getvalue())
 
     def recover(self):

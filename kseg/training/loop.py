@@ -26,6 +26,7 @@ from kseg.training.callbacks import (
 )
 from kseg.training.environment import data_fingerprint, environment
 from kseg.training.progress import RichProgress
+from kseg.training.task import logit_channels, resolve_task
 
 
 class FitInterrupted(KsegError):
@@ -57,6 +58,9 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         # Before TensorFlow's or JAX's first op: multi-worker set-up must come first.
         topo = distribute.topology(cfg.batch_size, cfg.distribute)  # None without --distribute
         dataset, label = open_data(cfg.data)
+        if state is not None and "task" not in run.config:
+            cfg.task = "multiclass"  # a run started before --task: softmax, whatever its classes
+        cfg.task = resolve_task(cfg.task, dataset.spec)
         _check_data(dataset, cfg)
         _check_against(cfg, dataset.spec)
         workers, workers_reason = pick_workers(cfg.workers)
@@ -84,12 +88,13 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
 
 def _check_data(dataset, cfg):
     """`kseg data check`'s checks and refusals (one class, void, classes absent from train)
-    before any file is written; prints what was inferred."""
+    before any file is written; prints what was inferred and the task trained."""
     from kseg.data.check import check_dataset
     from kseg.data.trainable import one_line
 
     summary = check_dataset(dataset, channels=cfg.channels)
-    output.console.print(one_line(summary["inferred"]), highlight=False, markup=False, soft_wrap=True)
+    line = one_line({**summary["inferred"], "task": f"{cfg.task} task"})
+    output.console.print(line, highlight=False, markup=False, soft_wrap=True)
     if summary["kseg_json"]:
         output.console.print(f"wrote the inferred palette to {summary['kseg_json']}", highlight=False,
                              markup=False, soft_wrap=True)
@@ -142,14 +147,14 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=
         model = checkpoints.create(cfg, spec)
         if fused_norm:
             fuse_batch_norms(model)
-        loss = build_loss(cfg.loss, spec.num_classes, spec.void, class_weights)
+        loss = build_loss(cfg.loss, logit_channels(cfg.task, spec), spec.void, class_weights)
         model.compile(optimizer=_optimizer(cfg), loss=loss, metrics=metrics,
                       jit_compile="auto" if cfg.jit is None else cfg.jit)
         if state is not None and state.epoch > 0:
             checkpoints.load_checkpoint(model, run.last_path)
             model.optimizer.learning_rate = state.lr  # the schedule's rate, or an explicit --lr
         elif cfg.init_from:
-            checkpoints.init_from(model, cfg.init_from, spec.num_classes)
+            checkpoints.init_from(model, cfg.init_from, logit_channels(cfg.task, spec))
         build_training_state(model, cfg.patch)
     return model
 
