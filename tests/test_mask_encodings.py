@@ -232,7 +232,11 @@ def test_known_class_lists_report_absent_classes_without_refusing(tmp_path):
 def test_fit_refuses_before_creating_a_run_folder(tmp_path):
     blank = np.zeros((H, W), np.uint8)
     data = write_set(tmp_path / "ds", {"train": [blank, blank], "val": [blank]})
-    result = CliRunner().invoke(main, ["fit", "unet", "--data", str(data), "--runs", str(tmp_path / "runs"),
-                                       "--patch", "16", "--epochs", "1"])
-    assert result.exit_code != 0 and "two or more classes" in result.output
-    assert "Traceback" not in result.output and not (tmp_path / "runs" / "unet").exists()
+    import kseg_tiny
+
+    args = ["fit", kseg_tiny.NAME, "--data", str(data), "--runs", str(tmp_path / "runs"), "--patch", "16",
+            "--grid", "1x1", "--epochs", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1 and "two or more classes" in result.output
+    assert len(result.output.strip().splitlines()) == 1  # one line, no traceback
+    assert not (tmp_path / "runs" / kseg_tiny.NAME).exists()

@@ -102,8 +102,12 @@ def resolve_spec(root, layout, splits, spec=None):
         return load_spec(spec), {"source": str(spec), "encoding": None}
     if (root / "kseg.json").is_file():
         return load_spec(root / "kseg.json"), {"source": str(root / "kseg.json"), "encoding": None}
-    if layout in layouts.LAYOUTS:
-        return layouts.LAYOUTS[layout].SPEC, {"source": f"{layout} layout", "encoding": None, "builtin": True}
+    module = layouts.LAYOUTS.get(layout)
+    if module is not None and module.SPEC is None:  # the classes are in the dataset's files
+        return module.spec(root), {"source": f"{layout} annotations", "encoding": "COCO polygons and RLE, "
+                                   "rasterised by pycocotools (0 = background)"}
+    if module is not None:
+        return module.SPEC, {"source": f"{layout} layout", "encoding": None, "builtin": True}
     if layout == "segnet":
         return CAMVID, {"source": "camvid (SegNet layout)", "encoding": None, "builtin": True}
     pairs = [p for split_pairs in splits.values() for p in split_pairs]

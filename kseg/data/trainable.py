@@ -36,7 +36,7 @@ def describe(ds, splits):
     spec = ds.spec
     return {
         "task": task_of(spec),
-        "encoding": ds.origin.get("encoding") or f"as {ds.origin['source']} says",
+        "encoding": ds.origin.get("encoding") or _read_through(ds),
         "spec_source": ds.origin["source"],
         "shares_of": split,
         "classes": [{"id": i, "name": name, "share": pixels[i] / labelled}
@@ -44,6 +44,23 @@ def describe(ds, splits):
         "void": None if spec.void is None else {"value": spec.void, "share": void / max(total, 1)},
         "absent": [name for i, name in enumerate(spec.classes) if not pixels[i]],
     }
+
+
+def _read_through(ds):
+    """How the masks of a dataset with a given spec are read: the first mask's kind."""
+    from PIL import Image
+
+    from kseg.data.maskfile import KIND_TEXT, SIXTEEN_BIT
+
+    first = next(iter(ds.splits.values()))[0].mask
+    with Image.open(first) as im:
+        mode = im.mode
+    kind = {"L": "gray", "P": "palette", "1": "bilevel", "LA": "gray", "RGB": "rgb", "RGBA": "rgb"}.get(
+        mode, "gray16" if mode in SIXTEEN_BIT else None)
+    what = KIND_TEXT.get(kind, f"mode {mode}")
+    how = "colours through the spec's colour map" if kind == "rgb" and ds.spec.color_map else (
+        "values through the spec's label map" if ds.spec.label_map is not None else "class indices")
+    return f"{what} masks (e.g. {first.name}), read as {how}"
 
 
 def _train_counts(splits):
@@ -86,7 +103,7 @@ def _known_class_lists():
     from kseg.data.layouts import LAYOUTS
     from kseg.data.spec import CAMVID
 
-    return [CAMVID.classes, *(m.SPEC.classes for m in LAYOUTS.values())]
+    return [CAMVID.classes, *(m.SPEC.classes for m in LAYOUTS.values() if m.SPEC is not None)]
 
 
 def _edit_hint(ds):

@@ -61,8 +61,8 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         if state is not None and "task" not in run.config:
             cfg.task = "multiclass"  # a run started before --task: softmax, whatever its classes
         cfg.task = resolve_task(cfg.task, dataset.spec)
-        _check_data(dataset, cfg)
         _check_against(cfg, dataset.spec)
+        _check_data(dataset, cfg)  # after the cheap checks: it decodes every file
         workers, workers_reason = pick_workers(cfg.workers)
         train_data, val_data, pairs = training_datasets(cfg, dataset, workers)
         chosen, choice = hardware.choose(cfg)
