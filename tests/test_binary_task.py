@@ -218,3 +218,16 @@ def test_threshold_is_refused_for_a_multiclass_run(tmp_path):
     with pytest.raises(KsegError, match="--threshold is for binary runs"):
         _check_threshold(Run, 0.5)
     _check_threshold(Run, None)
+
+
+@pytest.mark.slow
+def test_task_option_picks_the_head(tmp_path, data_dir):
+    root = write_disks(tmp_path / "disks", n=16)  # d00..d15: train and val by the stem hash
+    run = kseg.fit(kseg_tiny.NAME, data=root, runs=tmp_path / "runs", progress=False, patch=32, grid=(1, 1),
+                   batch_size=4, epochs=1, max_steps=1, task="multiclass")
+    assert run.config["task"] == "multiclass" and run.load_model("best").output_shape[-1] == 2
+    assert "val_fg_iou" in run.history()[-1]  # two classes: the foreground IoU is logged either way
+    with pytest.raises(KsegError, match="--task binary needs a dataset of two classes"):
+        kseg.fit(kseg_tiny.NAME, data=data_dir, runs=tmp_path / "runs", name="b", progress=False,
+                 patch=32, epochs=1, max_steps=1, task="binary")
+    assert not (tmp_path / "runs" / "b").exists()
