@@ -240,3 +240,13 @@ def test_fit_refuses_before_creating_a_run_folder(tmp_path):
     assert result.exit_code == 1 and "two or more classes" in result.output
     assert len(result.output.strip().splitlines()) == 1  # one line, no traceback
     assert not (tmp_path / "runs" / kseg_tiny.NAME).exists()
+
+
+def test_0_255_masks_with_smoothed_edges_are_refused_with_a_hint(tmp_path):
+    mask = np.zeros((64, 64), np.uint8)
+    mask[16:48, 16:48] = 255
+    mask[15, 1:101 // 2 + 1] = np.arange(1, 101, 2)  # an edge of in-between values, as a resize leaves
+    mask[48, 1:101 // 2 + 1] = np.arange(2, 102, 2)
+    root = write_set(tmp_path, {"train": [mask]})
+    with pytest.raises(DataError, match=r"hold 102 values, 98 % of pixels 0 or 255: .* at 128"):
+        open_dataset(root)

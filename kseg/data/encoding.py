@@ -12,7 +12,9 @@ a DatasetSpec and a sentence for `kseg data check`:
                              (black first, as class 0)          written to kseg.json
 
 0/255 is the most common binary encoding (medical, defect and satellite sets): 255 is
-the object there, never void, so a mask of 0 and 255 alone is two classes. 255 is void
+the object there, never void, so a mask of 0 and 255 alone is two classes; 0/255 masks
+whose edges were smoothed (dozens of values between, most pixels 0 or 255) are refused
+with a hint rather than read as a class per value. 255 is void
 only beside other classes ({0, 1, 255}, {0, 1, 2, 255}), as in Pascal VOC. Palette PNGs
 hold class indices (their palette gives the display colours); 16-bit masks are read as
 their values (kseg.data.maskfile). More than MAX_COLORS colours in RGB masks is not a
@@ -87,12 +89,24 @@ def infer(survey, name="inferred"):
         values = "0 and 255 (255 = foreground)" if seen == {0, 255} else "0 and 1"
         void = ", 255 = void" if spec.void is not None else ""
         return spec, f"binary: {kinds} masks of {values}{void}"
+    _refuse_smoothed_binary(survey, seen)
     spec = infer_spec(seen, name=name)
     if survey.palette is not None:  # the palette's colours for display
         spec = DatasetSpec(name, spec.classes, survey.palette[:spec.num_classes], void=spec.void,
                            color_map=False)
     void = ", 255 = void" if spec.void is not None else ""
     return spec, f"class indices: {kinds} masks of values 0..{spec.num_classes - 1}{void}"
+
+
+def _refuse_smoothed_binary(survey, seen):
+    """0/255 masks whose edges were smoothed (resized, antialiased or saved lossy) hold
+    dozens of values in between: as class indices they would be a class each."""
+    share = (survey.values[0] + survey.values[255]) / max(survey.values.sum(), 1)
+    if len(seen) > MAX_COLORS and share >= 0.9:
+        first = next(iter(survey.first.values()))
+        raise DataError(f"{first}: the masks hold {len(seen)} values, {100 * share:.0f} % of pixels "
+                        f"0 or 255: 0/255 masks with smoothed edges (resized or antialiased?); "
+                        f"threshold them at 128 (or resize masks with nearest neighbour)")
 
 
 def _color_spec(survey, name):

@@ -44,7 +44,7 @@ __all__ = ["SPLITS", "Dataset", "Pair", "detect_layout", "open_dataset", "resolv
 @dataclass
 class Dataset:
     root: Path
-    layout: str  # "cityscapes" | "voc" | "ade20k" | "segnet" | "generic"
+    layout: str  # "cityscapes" | "voc" | "coco" | "ade20k" | "segnet" | "generic"
     spec: DatasetSpec
     splits: dict  # split name -> list[Pair], only splits that exist
     # Where the spec came from ("--spec", "kseg.json", "layout" or "inferred") and, for an

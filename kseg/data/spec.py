@@ -7,7 +7,9 @@ CamVid's is built in (`CAMVID`). Any other dataset brings a small JSON file
      "colors": [[128, 128, 128], [128, 64, 128], [64, 0, 128]],
      "void": 255, "void_color": [0, 0, 0]}
 
-or has one inferred from the unique mask values (`infer_spec`).
+or has one inferred from its masks (kseg.data.encoding; `infer_spec` for class indices).
+"max_void" (0 to 1) raises the share of void train pixels `kseg data check` accepts
+(30 %), for sparse labels such as scribbles.
 
 `color_map` says whether `colors` are the colours used in RGB mask files (then RGB
 masks are converted to class indices through them); inferred specs and JSON files
