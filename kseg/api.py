@@ -68,7 +68,8 @@ def predict(run, images, out=None, patches=False, runs="runs", on_written=None, 
     label maps. With `out`, writes each image's colour mask and overlay there as it
     goes (`confidence`: also `<stem>_confidence.png`; `save_probs`: also float16
     `<stem>_probs.npz`), and returns `[(image, mask_path, overlay_path)]`. `threshold`
-    (a two-class run): foreground where its probability >= threshold, instead of > 0.5.
+    (a two-class or multi-label run): a class where its probability >= threshold, not > 0.5.
+    A multi-label run's label maps hold one bit per class (kseg.data.multilabel).
     """
     from kseg.inference import predict as pr
     from kseg.inference.frames import input_channels, predict_labels
@@ -81,7 +82,8 @@ def predict(run, images, out=None, patches=False, runs="runs", on_written=None, 
         channels = input_channels(model)  # the run's --channels
         arrays = [pr.read_input_image(image, channels=channels) if isinstance(image, (str, Path)) else image
                   for image in _expand(images)]
-        return [predict_labels(model, image, run.stride, mode, threshold) for image in arrays]
+        multilabel = run.spec.multilabel
+        return [predict_labels(model, image, run.stride, mode, threshold, multilabel) for image in arrays]
     paths = pr.expand_inputs(images, out)
     pr.check_unique_stems(paths)
     return pr.predict_images(model, paths, run.spec, Path(out), run.stride, mode, on_written=on_written,
@@ -93,9 +95,9 @@ def _check_threshold(run, threshold):
         return
     if not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
         raise KsegError(f"threshold must be a number between 0 and 1 (exclusive). Received: {threshold!r}")
-    if run.spec.num_classes != 2:
-        raise KsegError(f"--threshold is for binary runs (two classes); {run.name} has "
-                        f"{run.spec.num_classes} classes: drop --threshold")
+    if run.spec.num_classes != 2 and not run.spec.multilabel:
+        raise KsegError(f"--threshold is for binary and multi-label runs; {run.name} has "
+                        f"{run.spec.num_classes} classes, one a pixel: drop --threshold")
 
 
 def _mode(run, patches, window, overlap, tta):

@@ -215,7 +215,7 @@ def test_threshold_is_refused_for_a_multiclass_run(tmp_path):
     class Run:
         name, spec = "r", DatasetSpec("d", ("a", "b", "c"), ())
 
-    with pytest.raises(KsegError, match="--threshold is for binary runs"):
+    with pytest.raises(KsegError, match="--threshold is for binary and multi-label runs"):
         _check_threshold(Run, 0.5)
     _check_threshold(Run, None)
 

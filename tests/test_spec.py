@@ -23,7 +23,7 @@ def error(d):
 @pytest.mark.parametrize("d, message", [
     ({"classes": ["a"], "colour": [[1, 2, 3]]},
      "roads/kseg.json: unknown spec keys ['colour']; the keys are name, classes, colors, void, void_color, "
-     "color_map, label_map, max_void"),
+     "color_map, label_map, max_void, multilabel"),
     ({"classes": ["a", "b"], "color_map": True},
      "roads/kseg.json: 'color_map' is true but there are no 'colors' to map RGB masks through; add 'colors' "
      "or drop 'color_map'"),

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from kseg.data import io, trainable
+from kseg.data.multilabel import class_counts
 from kseg.data.readers import Dataset, open_dataset
 from kseg.errors import DataError
 
@@ -36,7 +37,6 @@ def check_dataset(root, spec=None, threads=4, channels=3):
     set that cannot train (kseg.data.trainable.refuse).
     """
     ds = root if isinstance(root, Dataset) else open_dataset(root, spec)
-    k = ds.spec.num_classes
     summary = {"root": str(ds.root), "layout": ds.layout, "spec": ds.spec.to_dict(), "channels": channels,
                "splits": {}}
     for split, pairs in ds.splits.items():
@@ -49,14 +49,14 @@ def check_dataset(root, spec=None, threads=4, channels=3):
             for c, shape in pool.map(lambda p: check_pair(p, ds.spec, channels), pairs):
                 counts += c
                 sizes[f"{shape[0]}x{shape[1]}"] += 1
-        labelled = int(counts[:k].sum())
+        pixels, labelled = class_counts(counts, ds.spec)  # multi-label: per class bit
         summary["splits"][split] = {
             "pairs": len(pairs),
             "sizes": dict(sizes),
-            "pixels": counts[:k].tolist(),
+            "pixels": pixels.tolist(),
             "void": int(counts[ds.spec.void]) if ds.spec.void is not None else 0,
             "total": int(counts.sum()),
-            "frequency": (counts[:k] / max(labelled, 1)).tolist(),
+            "frequency": (pixels / max(labelled, 1)).tolist(),
         }
     summary["inferred"] = trainable.describe(ds, summary["splits"])
     trainable.refuse(ds, summary["inferred"])

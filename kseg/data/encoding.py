@@ -29,6 +29,7 @@ import numpy as np
 from PIL import Image
 
 from kseg.data import io, maskfile
+from kseg.data.multilabel import MAX_CLASSES as MAX_LABELS
 from kseg.data.spec import DatasetSpec, infer_spec
 from kseg.errors import DataError
 
@@ -126,3 +127,13 @@ def _color_spec(survey, name):
 
 def _first_gray(survey):
     return next(path for kind, path in survey.first.items() if kind != "rgb")
+
+
+def multilabel_spec(classes, name, folder):
+    """`(spec, origin)` of a masks/<class>/ folder: overlapping classes (kseg.data.multilabel)."""
+    if len(classes) > MAX_LABELS:
+        raise DataError(f"{folder}: {len(classes)} class folders; multi-label masks carry at most "
+                        f"{MAX_LABELS} classes here (one bit each); merge classes or train them in groups")
+    spec = DatasetSpec(name, classes, (), void=None, color_map=False, multilabel=True)
+    return spec, {"source": "inferred", "encoding": f"multi-label: one 0/nonzero mask per class "
+                                                   f"in {folder.name}/<class>/ ({len(classes)} classes)"}

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from kseg.data import maskfile, tiff
+from kseg.data import maskfile, multilabel, tiff
 from kseg.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -177,10 +177,13 @@ def read_mask(path, spec=None, check=True):
             classes, and checks values.
         check: raise DataError when a value is neither a class nor void.
     """
-    kind, mask = read_raw_mask(path)
+    if spec is not None and spec.multilabel:
+        kind, mask = "bits", multilabel.read_bits(path, spec, read_raw_mask)
+    else:
+        kind, mask = read_raw_mask(path)
     if kind == "rgb":
         mask = rgb_to_mask(mask, spec, path)
-    elif spec is not None and spec.label_map is not None:
+    elif kind != "bits" and spec is not None and spec.label_map is not None:
         mask = np.asarray(spec.label_map, np.uint8)[mask]  # raw values -> classes (Cityscapes ids)
     if check and spec is not None:
         check_mask_values(mask, spec, path)
@@ -221,11 +224,12 @@ def rgb_to_mask(rgb, spec, path="mask"):
 def check_mask_values(mask, spec, path="mask"):
     """Raise DataError when mask holds values that are neither a class nor void."""
     counts = np.bincount(mask.ravel(), minlength=256)
-    bad = [v for v in np.flatnonzero(counts) if v >= spec.num_classes and v != spec.void]
+    limit = multilabel.label_limit(spec)
+    bad = [v for v in np.flatnonzero(counts) if v >= limit and v != spec.void]
     if bad:
         shown = ", ".join(str(int(v)) for v in bad[:8]) + (" ..." if len(bad) > 8 else "")
         raise DataError(f"{path}: mask values {shown} are neither a class "
-                        f"(0..{spec.num_classes - 1}) nor void ({spec.void})")
+                        f"(0..{limit - 1}) nor void ({spec.void})")
     return counts
 
 
@@ -236,12 +240,17 @@ def write_png(path, array, compress_level=1):
 
 
 def colorize(mask, spec):
-    """Class indices (H, W) to an RGB uint8 image (H, W, 3); void gets void_color or black."""
-    lut = np.zeros((256, 3), np.uint8)
-    lut[:spec.num_classes] = np.array(spec.colors, np.uint8)
+    """Class indices (H, W) to an RGB uint8 image (H, W, 3); void gets void_color or black.
+    Multi-label bits: the mean colour of the classes present, black where none is."""
+    lut = np.zeros((256, 3), np.float32)
+    if spec.multilabel:  # label v: the mean colour of the classes whose bit v sets
+        bits = (np.arange(256)[:, None] >> np.arange(spec.num_classes)) & 1  # (256, K)
+        lut = bits @ np.array(spec.colors, np.float32) / np.maximum(bits.sum(1, keepdims=True), 1)
+    else:
+        lut[:spec.num_classes] = np.array(spec.colors, np.float32)
     if spec.void is not None and spec.void_color is not None:
         lut[spec.void] = spec.void_color
-    return lut[mask]
+    return np.rint(lut).astype(np.uint8)[mask]
 
 
 # Array helpers shared by patches.py, frames.py and synth.py (no Keras needed).

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kseg.data import encoding, layouts
-from kseg.data.pairs import Pair, pair_folders, read_list
+from kseg.data.pairs import Pair, class_folders, pair_folders, pair_masks, read_list
 from kseg.data.spec import CAMVID, DatasetSpec, load_spec
 from kseg.errors import DataError
 
@@ -110,6 +110,10 @@ def resolve_spec(root, layout, splits, spec=None):
         return module.SPEC, {"source": f"{layout} layout", "encoding": None, "builtin": True}
     if layout == "segnet":
         return CAMVID, {"source": "camvid (SegNet layout)", "encoding": None, "builtin": True}
+    for folder in (root / "masks", *(root / "masks" / s for s in splits)):  # masks/[split/]<class>/
+        classes = class_folders(folder)
+        if classes and not set(classes) & set(SPLITS):
+            return encoding.multilabel_spec(classes, root.name, folder)
     pairs = [p for split_pairs in splits.values() for p in split_pairs]
     inferred, text = encoding.infer(encoding.survey_masks(pairs), name=root.name)
     return inferred, {"source": "inferred", "encoding": text}
@@ -145,10 +149,10 @@ def _generic_splits(root):
                 if not d.is_dir():
                     raise DataError(f"{d}: missing folder (split '{s}' needs images/{s}/ "
                                     f"and masks/{s}/)")
-            splits[s] = pair_folders(images / s, masks / s)
+            splits[s] = pair_masks(images / s, masks / s)
         return splits
     splits = {}
-    for pair in pair_folders(images, masks):
+    for pair in pair_masks(images, masks):
         bucket = zlib.crc32(pair.image.stem.encode("utf-8")) % 10
         splits.setdefault("test" if bucket == 0 else "val" if bucket == 1 else "train",
                           []).append(pair)

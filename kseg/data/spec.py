@@ -54,6 +54,8 @@ class DatasetSpec:
     # The largest share of void among the train pixels that `kseg data check` accepts
     # (None: its default, 0.3); raise it for sparse labels such as scribbles.
     max_void: float | None = None
+    # Classes overlap: a mask label holds one bit per class (kseg.data.multilabel).
+    multilabel: bool = False
 
     def __post_init__(self):
         _check_fields(self)  # types and shapes first, so the conversions below cannot fail
@@ -81,7 +83,8 @@ class DatasetSpec:
                 "void_color": list(self.void_color) if self.void_color else None,
                 "color_map": self.color_map,
                 **({"label_map": list(self.label_map)} if self.label_map is not None else {}),
-                **({"max_void": self.max_void} if self.max_void is not None else {})}
+                **({"max_void": self.max_void} if self.max_void is not None else {}),
+                **({"multilabel": True} if self.multilabel else {})}
 
     @classmethod
     def from_dict(cls, d, source="spec"):
@@ -109,12 +112,14 @@ class DatasetSpec:
                                  "through; add 'colors' or drop 'color_map'")
             return cls(name=d.get("name", "dataset"), classes=d["classes"], colors=colors,
                        void=d.get("void"), void_color=d.get("void_color"), color_map=color_map,
-                       label_map=d.get("label_map"), max_void=d.get("max_void"))
+                       label_map=d.get("label_map"), max_void=d.get("max_void"),
+                       multilabel=d.get("multilabel", False))
         except ValueError as exc:
             raise DataError(f"{source}: {exc}") from None
 
 
-SPEC_FIELDS = ("name", "classes", "colors", "void", "void_color", "color_map", "label_map", "max_void")
+SPEC_FIELDS = ("name", "classes", "colors", "void", "void_color", "color_map", "label_map", "max_void",
+               "multilabel")
 RGB_HELP = "[R, G, B] (three ints 0-255)"
 
 
@@ -191,8 +196,15 @@ def _show(value):
 
 
 def _validate(spec):
-    """Checks across fields, after _check_fields: colours usable as a colour map."""
+    """Checks across fields, after _check_fields: colours usable as a colour map, and a
+    multi-label spec's classes fitting the bits of a label (kseg.data.multilabel)."""
     k = len(spec.classes)
+    if not isinstance(spec.multilabel, bool):
+        raise ValueError(f"'multilabel' must be true or false. Received: {_show(spec.multilabel)}")
+    if spec.multilabel and (k > 7 or (spec.void is not None and spec.void < 2 ** k) or spec.color_map):
+        raise ValueError(f"a 'multilabel' spec holds 1 to 7 classes (one bit each), a 'void' of at "
+                         f"least {2 ** min(k, 7)} (255) and no colour map. Received: {k} classes, "
+                         f"void {spec.void}")
     if spec.color_map and len(set(spec.colors)) != k:
         raise ValueError("'colors' must be distinct to map RGB masks to classes")
     if spec.color_map and spec.void is not None and spec.void_color in spec.colors:

@@ -25,15 +25,18 @@ MAX_VOID = 0.30
 
 
 def task_of(spec):
-    """"binary" for two classes, "multiclass" for more ("single class" for one)."""
+    """"multilabel" (overlapping classes), "binary" for two classes, "multiclass" for more
+    ("single class" for one)."""
+    if spec.multilabel:
+        return "multilabel"
     return {1: "single class", 2: "binary"}.get(spec.num_classes, "multiclass")
 
 
 def describe(ds, splits):
     """The JSON-ready "inferred" block of `kseg data check --json`."""
     pixels, void, total, split = _train_counts(splits)
-    labelled = max(sum(pixels), 1)
     spec = ds.spec
+    labelled = max(sum(pixels) if not spec.multilabel else total - void, 1)
     return {
         "task": task_of(spec),
         "encoding": ds.origin.get("encoding") or _read_through(ds),
@@ -78,7 +81,7 @@ def refuse(ds, info):
     where, spec = ds.root, ds.spec
     present = [c["name"] for c in info["classes"] if c["share"] > 0]
     source = _edit_hint(ds)
-    if len(present) < 2:
+    if len(present) < (1 if spec.multilabel else 2):  # one multi-label class is a binary task
         only = f"'{present[0]}'" if present else "no class at all"
         void = f" (void is mask value {spec.void})" if spec.void is not None else ""
         raise DataError(f"{where}: the {info['shares_of']} masks hold {only}{void}: a segmentation "

@@ -97,7 +97,11 @@ def evaluate_split(model, pairs, spec, stride, mode=None):
 
     if not pairs:
         raise KsegError("evaluate_split needs at least one frame")
-    acc = SplitAccumulator(spec.num_classes, spec.void)
+    if spec.multilabel:
+        from kseg.metrics.multilabel import MultiLabelAccumulator as Accumulator
+    else:
+        Accumulator = SplitAccumulator
+    acc = Accumulator(spec.num_classes, spec.void)
     channels = input_channels(model)  # the run's --channels
     frame_logits(model, read_image(pairs[0].image, channels), stride, mode)  # warm-up, untimed
     start = time.perf_counter()

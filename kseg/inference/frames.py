@@ -226,19 +226,24 @@ def frame_logits(model, image, stride, mode=None):
     return bands[0] if len(bands) == 1 else np.concatenate(bands)
 
 
-def predict_labels(model, image, stride, mode=None, threshold=None):
+def predict_labels(model, image, stride, mode=None, threshold=None, multilabel=False):
     """uint8 (H, W) label map of one (H, W, 3) frame (see `frame_logits`), band by band;
-    `threshold`: see `labels_from_logits`."""
-    return np.concatenate([labels_from_logits(z, threshold)
+    `threshold`, `multilabel`: see `labels_from_logits`."""
+    return np.concatenate([labels_from_logits(z, threshold, multilabel)
                            for _, z in iter_logit_bands(model, image, stride, mode)])
 
 
-def labels_from_logits(logits, threshold=None):
+def labels_from_logits(logits, threshold=None, multilabel=False):
     """uint8 label map of float (..., K) logits: the argmax, or for two classes with a
-    `threshold` in (0, 1), 1 (foreground) where softmax(logits)[..., 1] >= threshold.
+    `threshold` in (0, 1), 1 (foreground) where softmax(logits)[..., 1] >= threshold;
+    `multilabel`: bit c set where sigmoid(z_c) >= threshold (default 0.5).
 
     p1 = sigmoid(z1 - z0), so p1 >= t is z1 - z0 >= log(t / (1 - t)): no softmax needed.
     """
+    if multilabel:
+        t = 0.5 if threshold is None else threshold
+        on = logits >= np.log(t / (1.0 - t))  # (..., K)
+        return (on.astype(np.uint8) << np.arange(logits.shape[-1], dtype=np.uint8)).sum(-1).astype(np.uint8)
     if threshold is None:
         return np.argmax(logits, axis=-1).astype(np.uint8)
     margin = logits[..., 1] - logits[..., 0]

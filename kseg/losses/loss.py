@@ -20,6 +20,7 @@ import keras
 import numpy as np
 
 from kseg.errors import KsegError
+from kseg.losses import multilabel as ML
 from kseg.losses import terms as T
 from kseg.losses.lovasz import lovasz_hinge, lovasz_softmax
 from kseg.losses.spec import as_terms, format_loss
@@ -70,11 +71,13 @@ class SegmentationLoss(keras.losses.Loss):
         tversky_alpha, tversky_beta: weights of false positives / negatives, >= 0,
             not both 0; 0.5/0.5 is Dice.
         smooth: additive smoothing of dice and tversky, >= 0.
+        multilabel: labels hold one bit per class, one sigmoid logit per class
+            (kseg.losses.multilabel); no class weights.
     """
 
     def __init__(self, terms="ce", num_classes=None, ignore_index=None, class_weights=None,
                  focal_gamma=2.0, tversky_alpha=0.5, tversky_beta=0.5, smooth=1.0,
-                 name="segmentation_loss", reduction="sum_over_batch_size"):
+                 name="segmentation_loss", reduction="sum_over_batch_size", multilabel=False):
         if reduction not in ("sum_over_batch_size", "mean"):
             raise KsegError(f"SegmentationLoss reduces a batch to one value; reduction={reduction!r} is not "
                             "supported. Use 'sum_over_batch_size' (the default).")
@@ -89,6 +92,10 @@ class SegmentationLoss(keras.losses.Loss):
         self.smooth = _check_number("smooth", smooth)
         if self.tversky_alpha + self.tversky_beta == 0:
             raise KsegError("tversky_alpha and tversky_beta cannot both be 0. Received: 0 and 0.")
+        self.multilabel = bool(multilabel)
+        if self.multilabel and self.class_weights is not None:
+            raise KsegError("class_weights do not apply to a multi-label loss (each class is its own "
+                            "sigmoid); drop them.")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # Keras' Loss.__call__ would multiply the batch's single value by per-pixel sample
@@ -99,6 +106,10 @@ class SegmentationLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         """(labels,) or (labels, sample_weight), logits -> (1,) float32 loss."""
         sample_weight = y_true[1] if len(y_true) > 1 else None
+        if self.multilabel:
+            batch = ML.prepare(y_true[0], y_pred, self.num_classes, self.ignore_index, sample_weight)
+            fns = ML.term_functions(self)
+            return keras.ops.reshape(sum(w * fns[name](batch) for name, w in self.terms), (1,))
         binary = self.num_classes == 1
         logits = T.two_class_logits(y_pred) if binary else y_pred
         batch = T.prepare(y_true[0], logits, 2 if binary else self.num_classes, self.ignore_index,
@@ -118,6 +129,7 @@ class SegmentationLoss(keras.losses.Loss):
             "tversky_alpha": self.tversky_alpha,
             "tversky_beta": self.tversky_beta,
             "smooth": self.smooth,
+            "multilabel": self.multilabel,
         }
 
     @classmethod

@@ -26,7 +26,7 @@ from kseg.training.callbacks import (
 )
 from kseg.training.environment import data_fingerprint, environment
 from kseg.training.progress import RichProgress
-from kseg.training.task import logit_channels, resolve_task
+from kseg.training.task import check_task_options, logit_channels, resolve_task
 
 
 class FitInterrupted(KsegError):
@@ -61,6 +61,7 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         if state is not None and "task" not in run.config:
             cfg.task = "multiclass"  # a run started before --task: softmax, whatever its classes
         cfg.task = resolve_task(cfg.task, dataset.spec)
+        check_task_options(cfg, dataset.spec)
         _check_against(cfg, dataset.spec)
         _check_data(dataset, cfg)  # after the cheap checks: it decodes every file
         workers, workers_reason = pick_workers(cfg.workers)
@@ -108,7 +109,7 @@ def _check_against(cfg, spec):
     stride = registry.get_entry(cfg.arch).stride
     if cfg.patch % stride:
         raise KsegError(f"--patch {cfg.patch} is not a multiple of {cfg.arch}'s stride {stride}.")
-    cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void)])
+    cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void, spec.multilabel)])
     if cfg.tensorboard:  # also when a resumed run has it from config.json
         require_tensorboard()
 
@@ -143,11 +144,12 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=
     with dtype_policy(cfg.precision), strategy_scope(cfg.distribute):
         # Metrics in the scope too: their variables must be the strategy's (summed over
         # replicas and workers when read), or each worker logs only its share of the data.
-        metrics = training_metrics(spec.num_classes, spec.void)
+        metrics = training_metrics(spec.num_classes, spec.void, spec.multilabel)
         model = checkpoints.create(cfg, spec)
         if fused_norm:
             fuse_batch_norms(model)
-        loss = build_loss(cfg.loss, logit_channels(cfg.task, spec), spec.void, class_weights)
+        loss = build_loss(cfg.loss, logit_channels(cfg.task, spec), spec.void, class_weights,
+                          multilabel=spec.multilabel)
         model.compile(optimizer=_optimizer(cfg), loss=loss, metrics=metrics,
                       jit_compile="auto" if cfg.jit is None else cfg.jit)
         if state is not None and state.epoch > 0:
