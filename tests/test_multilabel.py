@@ -153,3 +153,24 @@ def test_a_multilabel_fit_learns_overlapping_classes(tmp_path):
     with pytest.raises(KsegError, match="--class-weights weighs or picks pixels by their one class"):
         kseg.fit(kseg_tiny.NAME, data=root, runs=tmp_path / "runs", name="w", progress=False, patch=32,
                  epochs=1, class_weights=True)
+
+
+def test_multi_band_tiff_masks_are_multilabel(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    root = tmp_path / "ds"
+    for sub in ("images/train", "masks/train", "images/val", "masks/val"):
+        (root / sub).mkdir(parents=True)
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 3), ("val", 1)):
+        for i in range(n):
+            image, road, wet = scene(rng)
+            Image.fromarray(image).save(root / "images" / split / f"{i}.png")
+            bands = np.stack([road, wet, road & wet], axis=0).astype(np.uint8) * 255  # planar (C, H, W)
+            tifffile.imwrite(root / "masks" / split / f"{i}.tif", bands, photometric="minisblack")
+    ds = open_dataset(root)
+    assert ds.spec.multilabel and ds.spec.classes == ("class_0", "class_1", "class_2")
+    assert "3-band TIFF" in ds.origin["encoding"]
+    bits = io.read_mask(ds.splits["train"][0].mask, ds.spec)
+    road = (bits & 1).astype(bool)
+    assert ((bits >> 2) & 1).sum() == (road & ((bits >> 1) & 1).astype(bool)).sum()  # band 2 = road & wet
+    assert check_dataset(root)["inferred"]["task"] == "multilabel"

@@ -47,11 +47,14 @@ class MaskSurvey:
     colors: Counter = field(default_factory=Counter)  # colour key -> pixels, RGB masks
     palette: tuple | None = None  # the first palette PNG's colours, for display
     first: dict = field(default_factory=dict)  # kind -> the first file of that kind
+    bands: set = field(default_factory=set)  # band counts of multi-band TIFF masks
 
     def add(self, path, kind, pixels):
         self.kinds[kind] += 1
         self.first.setdefault(kind, path)
-        if kind == "rgb":
+        if kind == "bands":
+            self.bands.add(pixels.shape[-1])
+        elif kind == "rgb":
             keys, counts = np.unique(maskfile.color_keys(pixels), return_counts=True)
             self.colors.update(dict(zip(keys.tolist(), counts.tolist(), strict=True)))
         else:
@@ -74,6 +77,8 @@ def survey_masks(pairs, threads=4):
 
 def infer(survey, name="inferred"):
     """`(spec, encoding)`: the DatasetSpec the survey implies and a sentence saying how."""
+    if survey.bands:
+        return _bands_spec(survey, name)
     if survey.colors:
         if survey.values.any():
             raise DataError(f"{survey.first['rgb']}: an RGB colour mask among grayscale masks "
@@ -123,6 +128,18 @@ def _color_spec(survey, name):
         classes = tuple("background" if c == (0, 0, 0) else f"class_{i}" for i, c in enumerate(colors))
     spec = DatasetSpec(name, classes, tuple(colors), void=None, color_map=True)
     return spec, f"RGB colour masks: {len(colors)} colours, one class each"
+
+
+def _bands_spec(survey, name):
+    """Multi-band TIFF masks: one class per band (kseg.data.multilabel)."""
+    first = survey.first["bands"]
+    if len(survey.kinds) > 1 or len(survey.bands) > 1:
+        raise DataError(f"{first}: multi-band masks beside masks of other kinds or band counts "
+                        f"({', '.join(sorted(survey.kinds))}; bands {sorted(survey.bands)}); save every "
+                        f"mask the same way")
+    k = survey.bands.pop()
+    spec, _ = multilabel_spec(tuple(f"class_{c}" for c in range(k)), name, first.parent)
+    return spec, f"multi-label: {k}-band TIFF masks, one 0/nonzero band per class"
 
 
 def _first_gray(survey):

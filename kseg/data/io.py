@@ -181,6 +181,9 @@ def read_mask(path, spec=None, check=True):
         kind, mask = "bits", multilabel.read_bits(path, spec, read_raw_mask)
     else:
         kind, mask = read_raw_mask(path)
+    if kind == "bands":
+        raise DataError(f"{path}: a multi-band mask (one band per class), but the dataset spec is not "
+                        f"multi-label; add \"multilabel\": true to kseg.json")
     if kind == "rgb":
         mask = rgb_to_mask(mask, spec, path)
     elif kind != "bits" and spec is not None and spec.label_map is not None:
@@ -191,7 +194,11 @@ def read_mask(path, spec=None, check=True):
 
 
 def read_raw_mask(path):
-    """`(kind, pixels)` of a mask file: raw values or colours (kseg.data.maskfile)."""
+    """`(kind, pixels)` of a mask file: raw values, colours or bands (kseg.data.maskfile)."""
+    if tiff.is_tiff(path) and (image_header(path)[2] > 1):  # multi-band: tifffile's bands
+        bands = _read_tiff(path)
+        if bands is not None and bands.shape[-1] > 1:
+            return maskfile.decode_bands(bands, path)
     return maskfile.decode(_open(path), path)
 
 

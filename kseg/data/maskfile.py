@@ -11,6 +11,8 @@ returns `(kind, pixels)`:
     gray16    I;16, I             uint8 (H, W): values up to 255 as they are, or 8-bit
                                   values a tool stored as 16-bit (v * 257: 0, 257 ... 65535)
     rgb       RGB, RGBA           uint8 (H, W, 3) colours, mapped to classes by a spec
+    bands     TIFF of C > 1 bands uint8 (H, W, C), each 0/nonzero: one band per class of a
+              multi-label set (`decode_bands`; a 3-band TIFF of other values is rgb)
 
 Anything else (a 16-bit mask holding label ids above 255, floats, CMYK) is a one-line
 DataError naming the file.
@@ -22,7 +24,7 @@ from kseg.errors import DataError
 
 SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I")
 KIND_TEXT = {"bilevel": "1-bit", "gray": "8-bit grayscale", "palette": "palette PNG",
-             "gray16": "16-bit grayscale", "rgb": "RGB colour"}
+             "gray16": "16-bit grayscale", "rgb": "RGB colour", "bands": "multi-band TIFF"}
 
 
 def decode(im, path):
@@ -41,6 +43,17 @@ def decode(im, path):
             return "gray", rgb[..., 0].copy()  # a grayscale mask saved as RGB
         return "rgb", rgb
     raise DataError(f"{path}: unsupported mask mode {mode}; save as 8-bit grayscale PNG")
+
+
+def decode_bands(bands, path):
+    """`(kind, pixels)` of a TIFF mask of C > 1 uint8 bands (kseg.data.tiff.read_bands)."""
+    binary = all(set(np.unique(bands[..., c]).tolist()) <= {0, 1, 255} for c in range(bands.shape[-1]))
+    if binary:
+        return "bands", bands
+    if bands.shape[-1] == 3:
+        return "rgb", bands
+    raise DataError(f"{path}: a mask of {bands.shape[-1]} bands holds values other than 0, 1 and 255; "
+                    f"a multi-band mask holds one 0/1 (or 0/255) band per class")
 
 
 def _sixteen_bit(a, path):

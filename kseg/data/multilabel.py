@@ -1,6 +1,7 @@
 """Multi-label masks: classes that overlap, one 0/nonzero mask file per class.
 
     masks/<class>/<name>.png     (or masks/<split>/<class>/<name>.png), one per image
+    masks/<name>.tif             a TIFF of one 0/1 (or 0/255) band per class
 
 A pixel may be both "road" and "wet". kseg carries a multi-label mask through the same
 uint8 (H, W) arrays as class indices, as bits: bit c is set where class c is present
@@ -38,7 +39,15 @@ def class_files(path, classes):
 
 
 def read_bits(path, spec, read_raw):
-    """uint8 (H, W): bit c set where class c's mask is nonzero. `read_raw(path) -> (kind, pixels)`."""
+    """uint8 (H, W): bit c set where class c's mask (or band) is nonzero.
+    `read_raw(path) -> (kind, pixels)` (kseg.data.io.read_raw_mask)."""
+    kind, pixels = read_raw(path)
+    if kind == "bands":
+        if pixels.shape[-1] != spec.num_classes:
+            raise DataError(f"{path}: {pixels.shape[-1]} bands for {spec.num_classes} classes; "
+                            f"a multi-band mask holds one band per class")
+        return ((pixels > 0).astype(np.uint8) << np.arange(spec.num_classes, dtype=np.uint8)).sum(
+            -1, dtype=np.uint8)
     bits = None
     for c, file in enumerate(class_files(path, spec.classes)):
         kind, pixels = read_raw(file)
