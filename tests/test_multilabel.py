@@ -150,6 +150,14 @@ def test_a_multilabel_fit_learns_overlapping_classes(tmp_path):
     assert {p.name for p in (tmp_path / "pred").iterdir()} >= {"d00_road.png", "d00_wet.png"} and written
     road = np.asarray(Image.open(tmp_path / "pred" / "d00_road.png"))
     assert set(np.unique(road)) <= {0, 255}
+    from click.testing import CliRunner
+
+    from kseg.cli import main
+
+    args = ["predict", str(run.path), str(root / "images" / "d01.png"), "--out", str(tmp_path / "cli"),
+            "--threshold", "0.3"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0 and "wrote 4 files" in result.output  # mask, overlay, road, wet
     with pytest.raises(KsegError, match="--class-weights weighs or picks pixels by their one class"):
         kseg.fit(kseg_tiny.NAME, data=root, runs=tmp_path / "runs", name="w", progress=False, patch=32,
                  epochs=1, class_weights=True)

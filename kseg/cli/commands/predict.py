@@ -30,5 +30,7 @@ def predict(run, images, out_dir, runs_root, patches, window, overlap, tta, conf
     written = api.predict(run, images, out=out_dir, patches=patches, runs=runs_root, on_written=done,
                           window=window, overlap=overlap, tta=tta, confidence=confidence,
                           save_probs=save_probs, threshold=threshold)
-    files = len(written) * (2 + confidence + save_probs)
+    spec = api.load_run(run, runs_root).spec
+    per_class = spec.num_classes if spec.multilabel else 0  # <stem>_<class>.png
+    files = len(written) * (2 + confidence + save_probs + per_class)
     output.err_console.print(f"wrote {files} files to {out_dir}", soft_wrap=True, markup=False)
