@@ -4,7 +4,8 @@
 classes with their share of the train pixels, void and the mask encoding. `refuse`
 raises a one-line DataError, saying what to do, for a set that cannot train:
 
-- one class only: nothing to tell apart (a blank mask set, or the objects taken for void);
+- one class only: nothing to tell apart (a blank mask set, or the objects taken for void;
+  a multi-label set needs one class present, each class being its own yes/no);
 - void above `max_void` of the train pixels (MAX_VOID, 30 %, unless kseg.json raises it
   for sparse labels such as scribbles): a class was most likely taken for void;
 - a class with no train pixel, declared in a kseg.json (or `--spec`) or inferred from
@@ -63,6 +64,8 @@ def _read_through(ds):
     what = KIND_TEXT.get(kind, f"mode {mode}")
     how = "colours through the spec's colour map" if kind == "rgb" and ds.spec.color_map else (
         "values through the spec's label map" if ds.spec.label_map is not None else "class indices")
+    if ds.spec.multilabel:
+        how = "one 0/nonzero mask (or band) per class, classes overlapping"
     return f"{what} masks (e.g. {first.name}), read as {how}"
 
 
@@ -97,9 +100,11 @@ def refuse(ds, info):
                         f"in kseg.json")
     if info["absent"] and not (ds.origin.get("builtin") or spec.classes in _known_class_lists()):
         names = ", ".join(f"'{n}' ({spec.classes.index(n)})" for n in info["absent"])
-        raise DataError(f"{where}: class {names} has no pixel in the {info['shares_of']} masks, so "
-                        f"a model cannot learn it: add {info['shares_of']} images that show it, "
-                        f"or drop the class ({source})")
+        one = len(info["absent"]) == 1
+        raise DataError(f"{where}: class{'' if one else 'es'} {names} {'has' if one else 'have'} no pixel "
+                        f"in the {info['shares_of']} masks, so a model cannot learn "
+                        f"{'it' if one else 'them'}: add {info['shares_of']} images that show "
+                        f"{'it' if one else 'them'}, or drop {'the class' if one else 'them'} ({source})")
 
 
 def _known_class_lists():
@@ -114,7 +119,7 @@ def _edit_hint(ds):
     if source == "inferred":
         return "classes inferred from the mask values; write a kseg.json to set them"
     if ds.origin.get("builtin"):
-        return f"the spec is {source}'s; pass --spec FILE to use another"
+        return f"the spec is {source}'s; a kseg.json in the dataset folder replaces it"
     return f"the spec is {source}"
 
 
