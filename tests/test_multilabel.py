@@ -182,3 +182,19 @@ def test_multi_band_tiff_masks_are_multilabel(tmp_path):
     road = (bits & 1).astype(bool)
     assert ((bits >> 2) & 1).sum() == (road & ((bits >> 1) & 1).astype(bool)).sum()  # band 2 = road & wet
     assert check_dataset(root)["inferred"]["task"] == "multilabel"
+
+
+def test_split_folders_of_class_folders(tmp_path):
+    rng = np.random.default_rng(2)
+    for split, n in (("train", 3), ("val", 2)):
+        for sub in (f"images/{split}", *(f"masks/{split}/{c}" for c in CLASSES)):
+            (tmp_path / sub).mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            image, road, wet = scene(rng)
+            Image.fromarray(image).save(tmp_path / "images" / split / f"{i}.jpg")
+            for name, m in (("road", road), ("wet", wet)):
+                Image.fromarray(m.astype(np.uint8) * 255).save(tmp_path / "masks" / split / name / f"{i}.png")
+    ds = open_dataset(tmp_path)
+    assert ds.spec.multilabel and ds.spec.classes == CLASSES
+    assert {s: len(p) for s, p in ds.splits.items()} == {"train": 3, "val": 2}
+    assert ds.splits["val"][1].mask == tmp_path / "masks" / "val" / "road" / "1.png"
