@@ -100,13 +100,15 @@ def check_splits(splits):
 
 
 def predict(run, images, out=None, patches=False, runs="runs", on_written=None, *, window=None,
-            overlap=0.33, tta=None, mode=None, confidence=False, save_probs=False):
+            overlap=0.33, tta=None, mode=None, confidence=False, save_probs=False, threshold=None):
     """Label maps of `images` (paths, folders, globs, or (H, W, 3) arrays).
 
     The mode arguments are `evaluate`'s. Without `out`, returns a list of uint8 (H, W)
     label maps. With `out`, writes each image's colour mask and overlay there as it
     goes (`confidence`: also `<stem>_confidence.png`; `save_probs`: also float16
-    `<stem>_probs.npz`), and returns `[(image, mask_path, overlay_path)]`.
+    `<stem>_probs.npz`), and returns `[(image, mask_path, overlay_path)]`. `threshold`
+    (a two-class or multi-label run): a class where its probability >= threshold, not > 0.5.
+    A multi-label run's label maps hold one bit per class (kseg.data.multilabel).
     """
     from kseg.inference import predict as pr
     from kseg.inference.frames import input_channels, predict_labels
@@ -114,6 +116,7 @@ def predict(run, images, out=None, patches=False, runs="runs", on_written=None, 
     check_arguments(paths={"out": out, "runs": runs}, flags={"patches": patches, "confidence": confidence,
                     "save_probs": save_probs}, functions={"on_written": on_written})
     run = load_run(run, runs)
+    _check_threshold(run, threshold)
     mode = mode or _mode(run, patches, window, overlap, tta)
     model = run.load_model("best")
     if out is None:
@@ -121,11 +124,22 @@ def predict(run, images, out=None, patches=False, runs="runs", on_written=None, 
         arrays = [pr.read_input_image(image, channels=channels) if isinstance(image, (str, Path))
                   else pr.check_input_array(image, channels, f"images[{i}]")
                   for i, image in enumerate(_expand(images))]
-        return [predict_labels(model, image, run.stride, mode) for image in arrays]
+        multilabel = run.spec.multilabel
+        return [predict_labels(model, image, run.stride, mode, threshold, multilabel) for image in arrays]
     paths = pr.expand_inputs(images, out)
     pr.check_unique_stems(paths)
     return pr.predict_images(model, paths, run.spec, Path(out), run.stride, mode, on_written=on_written,
-                             confidence=confidence, probs=save_probs)
+                             confidence=confidence, probs=save_probs, threshold=threshold)
+
+
+def _check_threshold(run, threshold):
+    if threshold is None:
+        return
+    if not (isinstance(threshold, (int, float)) and 0 < threshold < 1):
+        raise KsegError(f"threshold must be a number between 0 and 1 (exclusive). Received: {threshold!r}")
+    if run.spec.num_classes != 2 and not run.spec.multilabel:
+        raise KsegError(f"--threshold is for binary and multi-label runs; {run.name} has "
+                        f"{run.spec.num_classes} classes, one a pixel: drop --threshold")
 
 
 def _mode(run, patches, window, overlap, tta):

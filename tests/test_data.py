@@ -181,6 +181,7 @@ def test_rgb_masks_need_a_colour_map(tmp_path):
     rgb = np.zeros((8, 8, 3), np.uint8)
     rgb[:4] = CAMVID.colors[3]  # Road
     Image.fromarray(rgb).save(root / "masks/train/a.png")
+    (root / "kseg.json").write_text('{"classes": ["a", "b", "c", "d"]}')  # no "colors": no colour map
     assert "a.png: RGB/RGBA mask but the dataset spec has no colour map" in _bad(root)
     # With CamVid's colour map: Road -> 3, black -> void 11.
     mask = io.read_mask(root / "masks/train/a.png", CAMVID)

@@ -239,7 +239,7 @@ def test_fit_and_api_arguments_are_checked():
     """kseg.fit's own arguments (checked before any folder), kseg.evaluate/predict's paths,
     flags and functions: accepted or refused in one line, whatever their type."""
     from kseg.api import check_arguments as api_arguments
-    from kseg.training.loop import check_arguments, check_callbacks
+    from kseg.training.arguments import check_callbacks, check_fit_arguments
 
     count = Count("fit / API arguments")
     values = JSON | st.sampled_from([print, object(), "runs", "a/b", "..", "x"]) | st.lists(JSON, max_size=2)
@@ -248,7 +248,7 @@ def test_fit_and_api_arguments_are_checked():
     @given(values, values, values, values, values)
     def check(a, b, c, d, e):
         count()
-        one_line_or_success(lambda: check_arguments(a, b, c, d, e))
+        one_line_or_success(lambda: check_fit_arguments(a, b, c, d, e))
         one_line_or_success(lambda: check_callbacks(a))
         one_line_or_success(lambda: api_arguments(paths={"data": b}, flags={"write": c},
                                                   functions={"log": d}))

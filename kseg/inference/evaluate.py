@@ -1,7 +1,8 @@
 """Score a run on whole splits: the numbers behind the study's Table I and Table II.
 
 Every score of a split comes from ONE confusion matrix accumulated over all its frames
-(`kseg.metrics.scores`), never from an average of per-frame scores. The loss is the
+(`kseg.metrics.scores`), never from an average of per-frame scores; a two-class set adds
+the foreground's IoU, Dice, precision and recall (`foreground_scores`). The loss is the
 training loss (cross-entropy, void ignored) summed over all non-void pixels of the
 split and divided by their count. Soft Dice is computed from the softmax
 probabilities over the whole split: per class 2*sum(p*y) / (sum(p) + sum(y)), macro
@@ -65,10 +66,26 @@ class SplitAccumulator:
             **{k: s[k] for k in ("accuracy", "f1", "dice")},
             "soft_dice": self.soft_dice.result(),
             **{k: s[k] for k in ("specificity", "sensitivity", "miou")},
+            **foreground_scores(s),
             "pixels": int(self.cm.cm.sum()),
             "iou_per_class": [float(v) for v in s["iou_per_class"]],
             "confusion_matrix": self.cm.cm.tolist(),
         }
+
+
+FOREGROUND = {"fg_iou": "iou", "fg_dice": "dice", "fg_precision": "precision", "fg_recall": "sensitivity"}
+
+
+def foreground_scores(s):
+    """Class 1's IoU, Dice, precision and recall, for a two-class (binary) set; else {}.
+
+    The macro scores of a binary set average in the background, which is large and easy
+    (a model that never finds the object still gets a background IoU near 1): the
+    foreground's own scores are the ones that tell.
+    """
+    if len(s["iou_per_class"]) != 2:
+        return {}
+    return {key: float(s[f"{name}_per_class"][1]) for key, name in FOREGROUND.items()}
 
 
 def evaluate_split(model, pairs, spec, stride, mode=None):
@@ -82,7 +99,11 @@ def evaluate_split(model, pairs, spec, stride, mode=None):
 
     if not pairs:
         raise KsegError("evaluate_split needs at least one frame")
-    acc = SplitAccumulator(spec.num_classes, spec.void)
+    if spec.multilabel:
+        from kseg.metrics.multilabel import MultiLabelAccumulator as Accumulator
+    else:
+        Accumulator = SplitAccumulator
+    acc = Accumulator(spec.num_classes, spec.void)
     channels = input_channels(model)  # the run's --channels
     frame_logits(model, read_image(pairs[0].image, channels), stride, mode)  # warm-up, untimed
     start = time.perf_counter()

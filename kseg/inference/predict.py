@@ -155,22 +155,27 @@ def softmax(logits):
     return z / z.sum(-1, keepdims=True)
 
 
-def frame_outputs(model, image, stride, mode=None, probs=False):
+def frame_outputs(model, image, stride, mode=None, probs=False, threshold=None, multilabel=False):
     """(labels uint8 (H, W), confidence uint8 (H, W), probs float16 (H, W, K) or None).
 
     Confidence is 255 * the largest softmax probability. Where rounding to float16 ties
     the predicted class with another, its probability is raised one float16 step, so
-    argmax(probs) is always the label map.
+    argmax(probs) is always the label map (without a binary run's `threshold`, which
+    labels foreground where its probability >= threshold, frames.labels_from_logits).
+    `multilabel`: labels hold one bit per class, probs are sigmoids, and confidence is
+    the least certain class's max(p, 1 - p).
     """
-    from kseg.inference.frames import iter_logit_bands
+    from kseg.inference.frames import iter_logit_bands, labels_from_logits
 
     labels, conf, p16 = [], [], []
     for _, logits in iter_logit_bands(model, image, stride, mode):
-        p = softmax(logits)  # (h, W, K)
-        labels.append(np.argmax(logits, axis=-1).astype(np.uint8))
-        conf.append(np.rint(255 * p.max(-1)).astype(np.uint8))
+        p = 1 / (1 + np.exp(-logits)) if multilabel else softmax(logits)  # (h, W, K)
+        labels.append(labels_from_logits(logits, threshold, multilabel))
+        top = np.maximum(p, 1 - p).min(-1) if multilabel else p.max(-1)
+        conf.append(np.rint(255 * top).astype(np.uint8))
         if probs:
-            p16.append(_argmax_safe_float16(p, labels[-1]))
+            exact = threshold is None and not multilabel
+            p16.append(_argmax_safe_float16(p, labels[-1]) if exact else p.astype(np.float16))
     return np.concatenate(labels), np.concatenate(conf), np.concatenate(p16) if probs else None
 
 
@@ -185,14 +190,15 @@ def _argmax_safe_float16(p, labels):
 
 
 def predict_images(model, paths, spec, out_dir, stride, mode=None, on_written=None, confidence=False,
-                   probs=False):
+                   probs=False, threshold=None):
     """Predict each image and write its outputs, one image at a time.
 
     `mode`: an InferenceMode (default whole frames) or a (grid, patch) pair. Always a
-    colour mask and an overlay; `confidence` adds `<stem>_confidence.png`, `probs`
-    `<stem>_probs.npz`. Files are written as soon as each image is done, so an
-    unreadable image later in the list raises KsegError (naming it) while earlier
-    outputs stay on disk. Returns a list of (image, mask_path, overlay_path).
+    colour mask and an overlay (a multi-label run: also `<stem>_<class>.png` per class);
+    `confidence` adds `<stem>_confidence.png`, `probs` `<stem>_probs.npz`. Files are
+    written as soon as each image is done, so an unreadable image later in the list
+    raises KsegError (naming it) while earlier outputs stay on disk. Returns a list of
+    (image, mask_path, overlay_path).
     """
     import imageio.v3 as iio
 
@@ -205,10 +211,13 @@ def predict_images(model, paths, spec, out_dir, stride, mode=None, on_written=No
     written = []
     for path in paths:
         image = read_input_image(path, channels=channels)
-        labels, conf, p16 = frame_outputs(model, image, stride, mode, probs)
+        labels, conf, p16 = frame_outputs(model, image, stride, mode, probs, threshold, spec.multilabel)
         colors = colorize(labels, spec)
         mask_path, overlay_path = output_names(path, out_dir)
         pngs = [(mask_path, colors), (overlay_path, overlay(display_rgb(image), colors))]
+        if spec.multilabel:  # one 0/255 mask per class, as the class folders hold them
+            pngs += [(out_dir / f"{Path(path).stem}_{name}.png", ((labels >> c) & 1) * 255)
+                     for c, name in enumerate(spec.classes)]
         if confidence:
             pngs.append((out_dir / f"{Path(path).stem}_confidence.png", conf))
         for target, pixels in pngs:

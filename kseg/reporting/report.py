@@ -118,7 +118,7 @@ def sample_figures(runs, fig_dir, count=3, log=print, inference=None, claim=None
     for n, i in enumerate(picks, 1):
         pair = pairs[i]
         image, truth = read_image(pair.image, channels), read_mask(pair.mask, spec)
-        preds = {name: predict_labels(model, image, stride, mode)
+        preds = {name: predict_labels(model, image, stride, mode, multilabel=spec.multilabel)
                  for name, (model, stride, mode) in models.items()}
         image = display_rgb(image)
         path = fig_dir / f"sample_{n}_{Path(pair.image).stem}.png"

@@ -37,6 +37,10 @@ _PENDING = re.compile(r"^\.(last|best)\.e(\d+)\.keras$")
 _TEMPORARY = re.compile(r"^\.\.?(config|env|state|history|eval|last|best)(\.e\d+)?\.[\w-]+"
                         r"\.(json|csv|md|keras)$")
 
+# Logged only by the runs that have them (two-class runs: the foreground's IoU), after
+# HISTORY_COLUMNS, so every other run's history.csv keeps its columns.
+OPTIONAL_COLUMNS = ("fg_iou", "val_fg_iou")
+
 
 class RunDir:
     """One run directory. Reading is lazy; nothing is written by the reader methods."""
@@ -157,10 +161,11 @@ class RunDir:
     def write_history(self, rows):
         """Write all `rows` at once (atomically), so the file is never half a row long."""
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        columns = HISTORY_COLUMNS + tuple(k for k in OPTIONAL_COLUMNS if any(k in row for row in rows))
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _fmt_cell(row.get(k)) for k in HISTORY_COLUMNS})
+            writer.writerow({k: _fmt_cell(row.get(k)) for k in columns})
         atomic.write_text(self.history_path, buf.getvalue())
 
     def recover(self):

@@ -30,6 +30,7 @@ import numpy as np
 from kseg import atomic, compat
 from kseg.errors import KsegError
 from kseg.runs import HISTORY_COLUMNS, timestamp
+from kseg.runs.rundir import OPTIONAL_COLUMNS
 from kseg.training.checkpoints import save_checkpoint
 
 
@@ -175,6 +176,7 @@ class RunRecorder(keras.callbacks.Callback):
                 raise NonFiniteLoss(f"{key} became {logs[key]} at epoch {epoch + 1}")
         e = epoch + 1
         row = {k: logs.get(k) for k in HISTORY_COLUMNS}
+        row.update({k: logs[k] for k in OPTIONAL_COLUMNS if k in logs})
         row.update(epoch=e, lr=self._lr, seconds=round(time.perf_counter() - self._t0, 3))
         value = logs.get(self.monitor)
         improved = self._improved(value)

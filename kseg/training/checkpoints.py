@@ -19,12 +19,13 @@ def create(cfg, spec):
     """The registered network of `cfg` for (H, W, cfg.channels) inputs, with its --model-arg and
     --encoder-weights (whose first conv is adapted to the channels, kseg.models.adapt)."""
     from kseg import registry
+    from kseg.training.task import logit_channels
 
     kwargs = dict(cfg.model_kwargs)
     if cfg.encoder_weights:
         kwargs[_weights_arg(cfg.arch)] = cfg.encoder_weights
     try:
-        return registry.create_model(cfg.arch, num_classes=spec.num_classes,
+        return registry.create_model(cfg.arch, num_classes=logit_channels(cfg.task, spec),
                                      input_shape=(None, None, cfg.channels), **kwargs)
     except KsegError:  # the builder's own check (kseg.models.layers.check_args) said it
         raise

@@ -18,6 +18,7 @@ from kseg.validation import TYPE_WORDS, check_fields, field_kinds, fits, number,
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "poly", "cosine")  # kseg.training.schedules
+TASKS = ("auto", "binary", "multiclass", "multilabel")  # kseg.training.task
 VALIDATION = ("val", "80/20")  # --split: validate on val/, or on 20 % of the training patches
 # May differ when a run is continued: they do not change what epochs 1..k were.
 RESUMABLE_CHANGES = ("epochs", "lr", "jit", "distribute", "deterministic", "init_from", "frame_cache_mb",
@@ -67,6 +68,8 @@ class FitConfig:
                        "(ce+dice, ce:1,lovasz:0.5).", "--loss", str, metavar="SPEC")
     class_weights: bool = option(False, "Weight the loss by median frequency balancing.", "--class-weights",
                                  "flag")
+    task: str = option("auto", "binary (one sigmoid logit), multiclass (softmax), multilabel (a sigmoid "
+                       "per class), or auto: from the dataset.", "--task", str)
     schedule: str = option("plateau", "LR schedule: plateau, poly or cosine.", "--schedule", str)
     warmup_epochs: float = option(0.0, "Linear LR warmup, in epochs (fractions allowed).", "--warmup", float)
     plateau_factor: float = option(0.1, "LR multiplier on a plateau (Keras' default).", "--plateau-factor",
@@ -166,7 +169,8 @@ class FitConfig:
         from kseg.losses import parse_loss
 
         parse_loss(self.loss)  # raises a KsegError naming the bad term
-        for key, allowed in (("split", VALIDATION), ("precision", PRECISIONS), ("schedule", SCHEDULES)):
+        for key, allowed in (("split", VALIDATION), ("precision", PRECISIONS), ("schedule", SCHEDULES),
+                             ("task", TASKS)):
             if getattr(self, key) not in allowed:
                 raise KsegError(f"Unknown {_flag(key)} {getattr(self, key)!r}. "
                                 f"Choose one of: {', '.join(allowed)}.")

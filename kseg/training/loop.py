@@ -8,7 +8,6 @@ kseg.runs for the files and kseg.training.callbacks for the per-epoch commit.
 """
 
 import contextlib
-import os
 import signal
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from kseg import compat, output
 from kseg.data.overlap import split_overlaps
 from kseg.errors import KsegError
 from kseg.runs import RunDir
-from kseg.training import session
+from kseg.training import arguments, session
 from kseg.training.callbacks import (
     GuardCallback,
     Interrupted,
@@ -28,6 +27,7 @@ from kseg.training.callbacks import (
 )
 from kseg.training.environment import data_fingerprint, environment
 from kseg.training.progress import RichProgress
+from kseg.training.task import check_task_options, logit_channels, resolve_task
 
 
 class FitInterrupted(KsegError):
@@ -53,8 +53,9 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     from kseg.training.data import class_weights, first_batches, open_data, pick_workers, training_datasets
 
     cfg.validate()
-    callbacks = check_callbacks(callbacks)
-    run = RunDir(Path(check_arguments(runs, name, max_steps, resume, progress)) / (name or cfg.arch))
+    callbacks = arguments.check_callbacks(callbacks)
+    runs = arguments.check_fit_arguments(runs, name, max_steps, resume, progress)
+    run = RunDir(Path(runs) / (name or cfg.arch))
     with session.lock(run):
         cfg, state, history = session.open_run(run, cfg, resume, set(explicit))
         # Before TensorFlow's or JAX's first op: multi-worker set-up must come first.
@@ -62,7 +63,12 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         dataset, label = open_data(cfg.data)
         for line in split_overlaps(dataset.splits):
             output.err_console.print(f"Warning: {line}", soft_wrap=True, markup=False, highlight=False)
+        if state is not None and "task" not in run.config:
+            cfg.task = "multiclass"  # a run started before --task: softmax, whatever its classes
+        cfg.task = resolve_task(cfg.task, dataset.spec)
+        check_task_options(cfg, dataset.spec)
         _check_against(cfg, dataset.spec)
+        _check_data(dataset, cfg)  # after the cheap checks: it decodes every file
         workers, workers_reason = pick_workers(cfg.workers)
         train_data, val_data, pairs = training_datasets(cfg, dataset, workers)
         chosen, choice = hardware.choose(cfg)
@@ -92,6 +98,20 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     return run
 
 
+def _check_data(dataset, cfg):
+    """`kseg data check`'s checks and refusals (one class, void, classes absent from train)
+    before any file is written; prints what was inferred and the task trained."""
+    from kseg.data.check import check_dataset
+    from kseg.data.trainable import one_line
+
+    summary = check_dataset(dataset, channels=cfg.channels)
+    line = one_line({**summary["inferred"], "task": f"{cfg.task} task"})
+    output.console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if summary["kseg_json"]:
+        output.console.print(f"wrote the inferred palette to {summary['kseg_json']}", highlight=False,
+                             markup=False, soft_wrap=True)
+
+
 def _check_against(cfg, spec):
     """Checks that need the registry or the dataset, before any file is written."""
     from kseg import registry
@@ -100,44 +120,9 @@ def _check_against(cfg, spec):
     stride = registry.get_entry(cfg.arch).stride
     if cfg.patch % stride:
         raise KsegError(f"--patch {cfg.patch} is not a multiple of {cfg.arch}'s stride {stride}.")
-    cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void)])
+    cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void, spec.multilabel)])
     if cfg.tensorboard:  # also when a resumed run has it from config.json
         require_tensorboard()
-
-
-def check_arguments(runs, name, max_steps, resume, progress):
-    """The other arguments of `fit`, checked before any folder is made; returns `runs`.
-    A --name is one folder name: "../x" or "a/b" would put the run outside `runs`."""
-    if not isinstance(runs, (str, os.PathLike)) or not str(runs):
-        raise KsegError(f"runs must be a folder path. Received: {runs!r:.80}")
-    if name is not None and (not isinstance(name, str) or name in ("", ".", "..")
-                             or any(sep in name for sep in ("/", "\\", "\0"))):
-        raise KsegError(f"--name must be a folder name without '/' (the run goes into {runs}/NAME). "
-                        f"Received: {name!r:.80}")
-    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int)
-                                  or max_steps < 1):
-        raise KsegError(f"max_steps must be a whole number >= 1 or None. Received: {max_steps!r:.80}")
-    for key, value in (("resume", resume), ("progress", progress)):
-        if value is not None and not isinstance(value, bool):
-            raise KsegError(f"{key} must be True or False. Received: {value!r:.80}")
-    return runs
-
-
-def check_callbacks(callbacks):
-    """The user's Keras callbacks as a list, refused before any folder is made unless each
-    one is a `keras.callbacks.Callback` (a string would fail inside model.fit)."""
-    import keras
-
-    if isinstance(callbacks, keras.callbacks.Callback):
-        callbacks = [callbacks]
-    if isinstance(callbacks, (str, bytes, dict)) or not hasattr(callbacks, "__iter__"):
-        raise KsegError(f"callbacks must be a list of keras.callbacks.Callback. Received: {callbacks!r:.80}")
-    callbacks = list(callbacks)
-    for item in callbacks:
-        if not isinstance(item, keras.callbacks.Callback):
-            raise KsegError(f"callbacks must be a list of keras.callbacks.Callback; {item!r:.80} "
-                            f"({type(item).__name__}) is not one.")
-    return callbacks
 
 
 def _start(run, cfg, dataset, label, pairs, choice, topo=None):
@@ -170,18 +155,19 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=
     with dtype_policy(cfg.precision), strategy_scope(cfg.distribute):
         # Metrics in the scope too: their variables must be the strategy's (summed over
         # replicas and workers when read), or each worker logs only its share of the data.
-        metrics = training_metrics(spec.num_classes, spec.void)
+        metrics = training_metrics(spec.num_classes, spec.void, spec.multilabel)
         model = checkpoints.create(cfg, spec)
         if fused_norm:
             fuse_batch_norms(model)
-        loss = build_loss(cfg.loss, spec.num_classes, spec.void, class_weights)
+        loss = build_loss(cfg.loss, logit_channels(cfg.task, spec), spec.void, class_weights,
+                          multilabel=spec.multilabel)
         model.compile(optimizer=_optimizer(cfg), loss=loss, metrics=metrics,
                       jit_compile="auto" if cfg.jit is None else cfg.jit)
         if state is not None and state.epoch > 0:
             checkpoints.load_checkpoint(model, run.last_path)
             model.optimizer.learning_rate = state.lr  # the schedule's rate, or an explicit --lr
         elif cfg.init_from:
-            checkpoints.init_from(model, cfg.init_from, spec.num_classes)
+            checkpoints.init_from(model, cfg.init_from, logit_channels(cfg.task, spec))
         build_training_state(model, cfg.patch)
     return model
 
