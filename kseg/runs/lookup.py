@@ -83,7 +83,7 @@ def check_same_classes(run, dataset):
 
     if not (dataset.root / "kseg.json").is_file() and dataset.layout not in layouts.LAYOUTS:
         return  # the dataset names no classes of its own: its masks are read as the run's
-    own = resolve_spec(dataset.root, dataset.layout, dataset.splits).classes
+    own = resolve_spec(dataset.root, dataset.layout, dataset.splits)[0].classes  # (spec, origin)
     mine = run.spec.classes
     if tuple(own) != tuple(mine):
         raise KsegError(f"{dataset.root}: its {len(own)} classes ({_few(own)}) are not the {len(mine)} "
