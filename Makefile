@@ -6,7 +6,7 @@ KSEG   := $(VENV)/bin/kseg
 STAMP  := $(VENV)/.kseg-installed
 DEMO   ?= demo-runs
 
-.PHONY: install torch hub test coverage demo bench bench-peer lint clean
+.PHONY: install torch hub test test-oldest test-versions coverage demo docs bench bench-peer lint clean
 
 install: $(STAMP)
 
@@ -52,7 +52,7 @@ $(HUB_STAMP): $(STAMP) examples/kseg-hub/pyproject.toml
 
 # Not measured by default: CI must stay under 15 minutes, and on a 2-core AVX2 CPU the
 # suite took 1,027 s measured, 955 s unmeasured with two fewer real-network exports
-# (602 s after the tests' processes were merged, docs/benchmarks.md run K).
+# (602 s after the tests' processes were merged, benchmarks/LOG.md run K).
 # `make coverage` measures the test processes and the kseg processes they start;
 # `make test COV="--cov=kseg --cov-report=term"` the test processes alone.
 COV ?=
@@ -61,6 +61,38 @@ COV ?=
 TEST_WORKERS ?= 2
 test: install torch hub
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile $(COV)
+
+# A pinned set of versions (constraints/$(VERSIONS).txt) in its own venv, .venv-$(VERSIONS),
+# and a smoke subset end to end: kseg.compat's entries, fused batch norm, fit + SIGTERM/
+# SIGKILL + resume, eval, predict, export (keras, SavedModel, ONNX, LiteRT) and the JAX
+# backend. `make test-oldest` is the oldest supported set (setup.cfg's floors) on the
+# oldest Python declared, where this machine has it; `make test-versions VERSIONS=keras-3.12`
+# another set. The whole suite runs on the newest versions (`make test`).
+VERSIONS        ?= oldest
+VERSIONS_PYTHON ?= $(if $(filter oldest,$(VERSIONS)),3.10,3)
+VERSIONS_VENV   := .venv-$(VERSIONS)
+VERSIONS_STAMP  := $(VERSIONS_VENV)/.kseg-installed
+SMOKE_TESTS     ?= tests/test_compat.py tests/test_fused_norm.py \
+	tests/test_resume.py::test_sigterm_then_sigkill_then_resume_gives_the_uninterrupted_history \
+	tests/test_eval.py::test_eval_numbers_match_independent_computation \
+	tests/test_predict_report.py::test_predict_folder_writes_masks_in_palette \
+	tests/test_export.py::test_export_matches_checkpoint tests/test_backends.py
+
+$(VERSIONS_STAMP): setup.cfg pyproject.toml constraints/$(VERSIONS).txt
+	test -x $(VERSIONS_VENV)/bin/python || \
+		$$(sh constraints/find-python $(VERSIONS_PYTHON) $(PYTHON)) -m venv $(VERSIONS_VENV)
+	$(VERSIONS_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VERSIONS_VENV)/bin/python -m pip install -q -c constraints/$(VERSIONS).txt -e '.[dev,jax]'
+	touch $@
+
+test-versions: $(VERSIONS_STAMP)
+	@$(VERSIONS_VENV)/bin/python -c "import sys, keras, tensorflow as tf, numpy as np; \
+		print('$(VERSIONS): Python', sys.version.split()[0], 'TensorFlow', tf.__version__, \
+		'Keras', keras.__version__, 'NumPy', np.__version__)" 2>/dev/null
+	$(VERSIONS_VENV)/bin/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile -p no:cacheprovider $(SMOKE_TESTS)
+
+test-oldest:
+	$(MAKE) test-versions VERSIONS=oldest
 
 coverage: install torch hub
 	$(PY) -m pytest -q --cov=kseg --cov-report=term --cov-config=tests/coverage-subprocess.ini
@@ -71,6 +103,20 @@ demo: install
 	$(KSEG) fit --all --epochs 3 --patch 64 --grid 2x2 --batch-size 4 --runs $(DEMO)
 	$(KSEG) eval --all --runs $(DEMO) --splits val,test
 	$(KSEG) report --runs $(DEMO)
+
+# The documentation (mkdocs.yml, docs/) into site/, strictly: a broken link or anchor, or an API
+# docstring that does not render, is an error. Nothing is fetched while it builds. Then the
+# checks mkdocs does not make (tests/test_docs.py, seconds): python blocks compile, the kseg
+# commands shown exist, README.md's size and links.
+DOCS_STAMP := $(VENV)/.kseg-docs
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $@
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict --site-dir site
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_docs.py
 
 bench: install
 	$(KSEG) bench --fit-steps 0 --json bench.json
@@ -83,18 +129,18 @@ PEER_STEPS  ?= 5
 PEER_PRECISION ?= auto
 PEER_STAMP  := $(PEER_VENV)/.peer-installed
 
-$(PEER_STAMP): kseg/bench/peer-requirements.txt
+$(PEER_STAMP): benchmarks/peer/requirements.txt
 	test -x $(PEER_VENV)/bin/python || $(PY) -m venv $(PEER_VENV)
 	$(PEER_VENV)/bin/python -m pip install -q --upgrade pip
-	$(PEER_VENV)/bin/python -m pip install -q -r kseg/bench/peer-requirements.txt
+	$(PEER_VENV)/bin/python -m pip install -q -r benchmarks/peer/requirements.txt
 	touch $(PEER_STAMP)
 
 bench-peer: install $(PEER_STAMP)
-	$(PY) -m kseg.bench.peer --rounds $(PEER_ROUNDS) --steps $(PEER_STEPS) --precision $(PEER_PRECISION) \
+	$(PY) benchmarks/peer/bench_peer.py --rounds $(PEER_ROUNDS) --steps $(PEER_STEPS) --precision $(PEER_PRECISION) \
 		--peer-python $(PEER_VENV)/bin/python --json bench-peer.json
 
 lint: install
-	$(VENV)/bin/ruff check kseg tests examples
+	$(VENV)/bin/ruff check kseg tests examples benchmarks
 
 clean:
-	rm -rf $(VENV) $(PEER_VENV) $(DEMO) runs bench.json bench-peer.json *.egg-info
+	rm -rf $(VENV) $(PEER_VENV) .venv-*/ $(DEMO) runs bench.json bench-peer.json site *.egg-info

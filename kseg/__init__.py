@@ -9,9 +9,8 @@ The Python API mirrors the command line, one function per verb:
     run = kseg.load_run("runs/unet")                                # history, config, best model
 """
 
-from kseg import quiet
-
-quiet.install()  # before anything imports TensorFlow
+# Importing kseg changes nothing in the process: no import hooks, no stderr redirection,
+# no environment variables. The `kseg` command's quiet start-up is its own (kseg.cli.main.run).
 
 __version__ = "0.1.0"
 

@@ -1,4 +1,4 @@
-from kseg.cli.main import main
+from kseg.cli.main import run
 
 if __name__ == "__main__":
-    main(prog_name="kseg")
+    run()

@@ -16,10 +16,11 @@ and module, so `import kseg.errors` stays cheap.
 
 import errno
 import os
-import re
 import sys
 
 import click
+
+from kseg import compat
 
 # Environment variable that makes the CLI print tracebacks (as `kseg --verbose` does).
 DEBUG_ENV = "KSEG_DEBUG"
@@ -130,24 +131,21 @@ def keras_load_reason(exc, path=None):
     """Why Keras could not load a model file, in words for a user; None if `exc` is not
     a loading error. Keras says "File not found" for a file that exists but is not a
     zip, so the reason is decided here from the file itself when `path` is known."""
-    name, text = type(exc).__name__, str(exc)
-    if name == "BadZipFile" or (name == "ValueError" and "File not found: filepath=" in text):
-        path = path or _keras_path(text)
+    failure = compat.keras_load_failure(exc)
+    if failure is None:
+        return None
+    kind, detail = failure
+    if kind == "not_a_zip":
+        path = path or detail
         if path is not None and not os.path.exists(path):
             return "file not found"
         return "not a complete .keras file (truncated, damaged or another format)"
-    if name == "ValueError" and "File format not supported" in text:
+    if kind == "not_keras":
         return "not a Keras model file (a .keras file is expected)"
-    if name in ("ValueError", "TypeError") and ("safe_mode" in text or "unsafe_deserialization" in text):
+    if kind == "unsafe":
         return ("holds Python code (e.g. a Lambda layer) that Keras' safe mode refuses to load; "
                 "use a model built from Keras layers only")
-    # Keras names the class in a sentence that may follow a generic first line ("<class
-    # Functional> could not be deserialized properly ..."); a layer of a newer Keras is
-    # "Could not deserialize 'keras.layers.X' because it is not a KerasSaveable subclass".
-    unknown = re.search(r"Could not locate [^.]*|Could not deserialize '[^']*'|Unknown layer[^.]*", text)
-    if name in ("TypeError", "ValueError") and unknown:
-        return f"uses a layer or object kseg does not know ({unknown.group(0)[:200]})"
-    return None
+    return f"uses a layer or object kseg does not know ({detail})"
 
 
 def debug_requested():
@@ -186,11 +184,6 @@ def _is_image_error(exc):
     module = type(exc).__module__ or ""
     return module.startswith("PIL.") or type(exc).__name__ in ("DecompressionBombError",
                                                                "UnidentifiedImageError")
-
-
-def _keras_path(text):
-    found = re.search(r"filepath=(.+?)\.(?:\s|$)", text)
-    return found.group(1) if found else None
 
 
 def _filename_in_traceback(exc):

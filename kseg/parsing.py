@@ -5,6 +5,7 @@ each error names the option and shows the form it expects.
 """
 
 import json
+import math
 
 from kseg.errors import KsegError
 
@@ -30,8 +31,8 @@ def parse_range(value, name="--scale"):
         low, high = (float(v) for v in parts)
     except (TypeError, ValueError):
         raise KsegError(f"{name} must look like 0.5:2.0. Received: {value!r}") from None
-    if not 0 < low <= high:
-        raise KsegError(f"{name} needs 0 < low <= high. Received: {value!r}")
+    if not 0 < low <= high < math.inf:
+        raise KsegError(f"{name} needs 0 < low <= high, both finite. Received: {value!r}")
     return low, high
 
 
@@ -39,6 +40,8 @@ def parse_key_values(items, name="--model-arg"):
     """['depth=3', 'dropout=0.1', 'name=x'] -> {'depth': 3, 'dropout': 0.1, 'name': 'x'} (JSON values)."""
     out = {}
     for item in items:
+        if not isinstance(item, str):
+            raise KsegError(f"{name} must be key=value text. Received: {item!r}")
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise KsegError(f"{name} must be key=value. Received: {item!r}")

@@ -1,4 +1,8 @@
-"""Keep TensorFlow's native start-up chatter off the terminal unless asked for.
+"""Keep TensorFlow's native start-up chatter off the `kseg` command's terminal unless asked for.
+
+Installed by the command's entry point only (`kseg.cli.main.run`, also `python -m kseg`),
+never by `import kseg`: a notebook or an application that imports kseg keeps its
+import system, its stderr and TensorFlow's own messages.
 
 Importing TensorFlow writes absl lines to file descriptor 2 before Python's logging
 exists ("All log messages before absl::InitializeLog()", the oneDNN and CUDA notices),

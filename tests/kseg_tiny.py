@@ -36,9 +36,9 @@ def tiny_other(num_classes=12, input_shape=(None, None, 3), width=4, activation=
 
 
 def main():
-    from kseg.cli import main as cli
+    from kseg.cli.main import run
 
-    cli(prog_name="kseg")
+    run()
 
 
 if __name__ == "__main__":

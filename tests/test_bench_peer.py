@@ -1,12 +1,16 @@
-"""`make bench-peer` (kseg.bench.peer): the interleaving, the ratios and bench-peer.json's fields
-by hand, then one tiny end-to-end round of each side in the peer's venv (no timings checked)."""
+"""`make bench-peer` (benchmarks/peer/bench_peer.py): the interleaving, the ratios and
+bench-peer.json's fields by hand, then one tiny end-to-end round of each side in the peer's venv
+(no timings checked)."""
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# The harness is a development tool outside the package: imported from its folder.
+sys.path.insert(0, str(REPO / "benchmarks" / "peer"))
 PEER_PYTHON = REPO / ".venv-peer" / "bin" / "python"
 # The fields `make bench`'s table reads from bench-peer.json.
 CONTRACT = ("kseg_train_patches_per_s", "peer_train_patches_per_s", "ratio", "kseg_predict_patches_per_s",
@@ -34,7 +38,7 @@ def _rounds():
 
 
 def test_plan_interleaves_and_mirrors_kseg_fit_defaults():
-    from kseg.bench.peer import plan
+    from bench_peer import plan
 
     jobs = plan(rounds=3, steps=2, precision="mixed_bfloat16")
     # A B C, C B A, A B C: each side runs as often first as last across pairs of rounds.
@@ -49,7 +53,7 @@ def test_plan_interleaves_and_mirrors_kseg_fit_defaults():
 
 
 def test_summary_medians_ratios_and_contract_fields():
-    from kseg.bench.peer import summarize, table_rows
+    from bench_peer import summarize, table_rows
 
     doc = summarize(_rounds())
     assert set(CONTRACT) <= set(doc)
@@ -76,7 +80,7 @@ def test_summary_medians_ratios_and_contract_fields():
 
 
 def test_a_side_with_no_good_round_has_no_ratio():
-    from kseg.bench.peer import summarize
+    from bench_peer import summarize
 
     rounds = [r for r in _rounds() if r["side"] != "peer"]
     doc = summarize(rounds)
@@ -85,9 +89,9 @@ def test_a_side_with_no_good_round_has_no_ratio():
 
 
 def test_missing_peer_venv_is_one_line_with_the_fix(tmp_path):
+    from bench_peer import bench_peer, main
     from click.testing import CliRunner
 
-    from kseg.bench.peer import bench_peer, main
     from kseg.errors import KsegError
 
     with pytest.raises(KsegError, match="make bench-peer"):
@@ -99,9 +103,8 @@ def test_missing_peer_venv_is_one_line_with_the_fix(tmp_path):
 
 
 def test_cli_writes_the_document_and_prints_the_table(tmp_path, monkeypatch):
+    import bench_peer as peer
     from click.testing import CliRunner
-
-    from kseg.bench import peer
 
     doc = {**peer.summarize(_rounds()), "kseg_precision": "mixed_bfloat16", "peer_precision": "float32",
            "load_before": [1.5, 1.0, 1.0], "rounds": _rounds()}
@@ -122,7 +125,7 @@ def test_cli_writes_the_document_and_prints_the_table(tmp_path, monkeypatch):
                     reason=".venv-peer is absent: `make bench-peer` builds it")
 def test_bench_peer_smoke():
     """One round, one step of each side on 32 px patches, batch 2: every side runs."""
-    from kseg.bench import peer
+    import bench_peer as peer
 
     doc = peer.bench_peer(rounds=1, steps=1, precision="float32", python=str(PEER_PYTHON), patch=32,
                           batch_size=2, ceiling_shape=(2, 8, 8, 16))

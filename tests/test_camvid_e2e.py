@@ -3,7 +3,7 @@
 The subset (2 train and 2 val frames, linked from the real dataset) is one training
 step of 8 patches, and a confusion matrix summed over more than one frame; most of
 the test's time is building and tracing U-Net. The full-size schedule belongs to
-`kseg bench` and docs/benchmarks.md.
+`kseg bench` and benchmarks/LOG.md.
 """
 
 import json

@@ -17,6 +17,7 @@ from kseg.data.check import check_dataset
 from kseg.data.readers import Pair, open_dataset
 from kseg.data.spec import CAMVID, CAMVID_ROAD_MARKING, DatasetSpec, load_spec
 from kseg.errors import DataError
+from kseg.writes import MANIFEST
 
 CAMVID_DIR = Path(os.environ.get("KSEG_CAMVID") or Path(__file__).parents[2] / "shared" / "camvid")
 needs_camvid = pytest.mark.skipif(not (CAMVID_DIR / "train").is_dir(),
@@ -180,6 +181,7 @@ def test_rgb_masks_need_a_colour_map(tmp_path):
     rgb = np.zeros((8, 8, 3), np.uint8)
     rgb[:4] = CAMVID.colors[3]  # Road
     Image.fromarray(rgb).save(root / "masks/train/a.png")
+    (root / "kseg.json").write_text('{"classes": ["a", "b", "c", "d"]}')  # no "colors": no colour map
     assert "a.png: RGB/RGBA mask but the dataset spec has no colour map" in _bad(root)
     # With CamVid's colour map: Road -> 3, black -> void 11.
     mask = io.read_mask(root / "masks/train/a.png", CAMVID)
@@ -485,7 +487,7 @@ def test_cli_check_and_synth(synth_dir, tmp_path, monkeypatch):
     res = runner.invoke(main, ["data", "synth", str(tmp_path / "s"), "--train", "2", "--val", "1",
                                "--test", "0", "--size", "48x64"])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "s").iterdir() if p.name != MANIFEST) == [
         "kseg.json", "train", "train.txt", "trainannot", "val", "val.txt", "valannot"]
     monkeypatch.setenv("KSEG_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(synth, "DEFAULT_SIZE", SMALL)

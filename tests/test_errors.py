@@ -238,7 +238,7 @@ def test_native_lines_at_exit_cannot_follow_the_error_line():
     import sys
 
     code = ("import atexit, os; atexit.register(lambda: os.write(2, b'W0000 native noise\\n'));"
-            "from kseg.cli.main import main; main(['fit', 'no_such_network'])")
+            "import sys; sys.argv = ['kseg', 'fit', 'no_such_network']; from kseg.cli.main import run; run()")
     for env, noisy in (({}, False), ({"KSEG_VERBOSE": "1"}, True)):
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                               env={**__import__("os").environ, **env})

@@ -84,8 +84,9 @@ def test_a_network_without_encoder_and_bad_values_are_one_line_errors():
     flat.compile(optimizer="adam", loss="mse")
     with pytest.raises(KsegError, match="flat has no pretrained-style encoder"):
         finetune.scale_encoder_steps(flat, settings(freeze=2))
-    for kwargs in ({"freeze_encoder_epochs": -1}, {"encoder_lr_mult": 0.0}):
-        with pytest.raises(KsegError, match="--freeze-encoder-epochs must be >= 0 and --encoder-lr-mult > 0"):
+    for kwargs, message in (({"freeze_encoder_epochs": -1}, r"--freeze-encoder-epochs must be in \[0, "),
+                            ({"encoder_lr_mult": 0.0}, r"--encoder-lr-mult must be in \(0, inf\]")):
+        with pytest.raises(KsegError, match=message):
             FitConfig(arch="unet", **kwargs).validate()
     cfg = FitConfig(arch="unet-resnet50", encoder_weights="imagenet").validate()  # not a file: no check
     assert cfg.encoder_weights == "imagenet"

@@ -323,8 +323,8 @@ def test_a_bad_builder_argument_is_named_and_a_corrected_command_starts_afresh(d
     bad = fit(data_dir, tmp_path, "--epochs", "1", "--name", "run", "--model-arg", "decoder_filters=abc",
               arch="unet")
     assert bad.exit_code == 1 and "decoder_filters" in bad.output and "Traceback" not in bad.output
-    assert RunDir(tmp_path / "run").state.epoch == 0
-    # The same --name, corrected: the run never finished an epoch, so nothing of it remains.
+    assert not (tmp_path / "run").exists()  # a refused start leaves nothing behind
+    # The same --name, corrected: a new run.
     good = fit(data_dir, tmp_path, "--epochs", "1", "--name", "run", arch=TINY)
     assert good.exit_code == 0, good.output
     assert RunDir(tmp_path / "run").config["model_kwargs"] == {}

@@ -11,7 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "kseg"
 LAYERS = (
+    ("compat",),
     ("errors", "atomic", "quiet"),
+    ("validation", "writes"),
     ("parsing", "output"),
     ("registry",),
     ("data", "metrics", "models", "losses"),

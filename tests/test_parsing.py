@@ -44,9 +44,10 @@ def test_parse_range_reads_text_and_pairs(value, expected):
     ("0.5", "--scale must look like 0.5:2.0. Received: '0.5'"),
     ("a:b", "--scale must look like 0.5:2.0. Received: 'a:b'"),
     (2.0, "--scale must look like 0.5:2.0. Received: 2.0"),
-    ("2:1", "--scale needs 0 < low <= high. Received: '2:1'"),
-    ("0:1", "--scale needs 0 < low <= high. Received: '0:1'"),
-    ("nan:1", "--scale needs 0 < low <= high. Received: 'nan:1'"),
+    ("2:1", "--scale needs 0 < low <= high, both finite. Received: '2:1'"),
+    ("0:1", "--scale needs 0 < low <= high, both finite. Received: '0:1'"),
+    ("nan:1", "--scale needs 0 < low <= high, both finite. Received: 'nan:1'"),
+    ("1:inf", "--scale needs 0 < low <= high, both finite. Received: '1:inf'"),
 ])
 def test_parse_range_errors(value, message):
     with pytest.raises(KsegError) as err:
@@ -72,7 +73,7 @@ def test_parse_key_values_needs_a_key_and_an_equals_sign(item):
 @pytest.mark.parametrize("args, line", [
     (["fit", "unet", "--grid", "4y4"], "Error: --grid must look like 384x480. Received: '4y4'"),
     (["fit", "unet", "--crops", "--scale", "2:0.5"],
-     "Error: --scale needs 0 < low <= high. Received: '2:0.5'"),
+     "Error: --scale needs 0 < low <= high, both finite. Received: '2:0.5'"),
     (["fit", "unet", "--model-arg", "decoder_filters"],
      "Error: --model-arg must be key=value. Received: 'decoder_filters'"),
     (["data", "synth", "DIR", "--size", "16x64"], "Error: --size needs both sides >= 32. Received: '16x64'"),

@@ -13,6 +13,7 @@ from test_eval import make_run, write_dataset  # noqa: E402  (tests/ is on sys.p
 from kseg.cli import main
 from kseg.data.spec import CAMVID, DatasetSpec
 from kseg.inference.predict import colorize, overlay
+from kseg.writes import MANIFEST
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +59,7 @@ def test_predict_folder_writes_masks_in_palette(study, tmp_path):
     out = tmp_path / "out"
     res = CliRunner().invoke(main, ["predict", "alpha", str(images), "--out", str(out), "--runs", str(runs)])
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if p.name != MANIFEST) == [
         "a_mask.png",
         "a_overlay.png",
         "b_mask.png",
@@ -77,11 +78,11 @@ def test_predict_into_the_input_folder_twice_skips_its_own_outputs(study, tmp_pa
     folder = tmp_path / "frames"
     shutil.copytree(images, folder)
     argv = ["predict", "alpha", str(folder), "--out", str(folder), "--runs", str(runs)]
-    first = sorted(p.name for p in folder.iterdir())
+    first = sorted(p.name for p in folder.iterdir() if p.name != MANIFEST)
     for _ in range(2):
         res = CliRunner().invoke(main, argv)
         assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in folder.iterdir()) == sorted(
+    assert sorted(p.name for p in folder.iterdir() if p.name != MANIFEST) == sorted(
         first + ["a_mask.png", "a_overlay.png", "b_mask.png", "b_overlay.png"]
     )
     glob_res = CliRunner().invoke(main, ["predict", "alpha", str(folder / "*.png"), "--out", str(folder),
@@ -96,7 +97,7 @@ def test_predict_glob_and_patches(study, tmp_path):
         main, ["predict", str(runs / "alpha"), str(images / "*.png"), "--out", str(out), "--patches"]
     )
     assert res.exit_code == 0, res.output
-    assert sorted(p.name for p in out.iterdir()) == ["a_mask.png", "a_overlay.png"]
+    assert sorted(p.name for p in out.iterdir() if p.name != MANIFEST) == ["a_mask.png", "a_overlay.png"]
     # 64x64 on the run's 2x2 grid = 32x32 cells = its patch, so nothing is resized and
     # a 1x1 conv (pointwise) gives the same mask as on the whole frame.
     np.testing.assert_array_equal(
@@ -188,7 +189,7 @@ def test_predict_outputs_follow_the_options(study, tmp_path):
                                     "--save-probs", "--confidence", "--window", "32", "--tta", "flip"])
     assert res.exit_code == 0, res.output
     assert "wrote 8 files" in res.output
-    assert sorted(p.name for p in out.iterdir()) == [
+    assert sorted(p.name for p in out.iterdir() if p.name != MANIFEST) == [
         "a_confidence.png", "a_mask.png", "a_overlay.png", "a_probs.npz",
         "b_confidence.png", "b_mask.png", "b_overlay.png", "b_probs.npz"]
     for stem in ("a", "b"):
@@ -208,7 +209,7 @@ def test_predict_outputs_follow_the_options(study, tmp_path):
     plain = tmp_path / "plain"
     res = CliRunner().invoke(main, ["predict", "alpha", str(images / "a.png"), "--out", str(plain),
                                     "--runs", str(runs), "--confidence"])
-    assert res.exit_code == 0 and sorted(p.name for p in plain.iterdir()) == [
+    assert res.exit_code == 0 and sorted(p.name for p in plain.iterdir() if p.name != MANIFEST) == [
         "a_confidence.png", "a_mask.png", "a_overlay.png"]
 
 

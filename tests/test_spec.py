@@ -23,7 +23,7 @@ def error(d):
 @pytest.mark.parametrize("d, message", [
     ({"classes": ["a"], "colour": [[1, 2, 3]]},
      "roads/kseg.json: unknown spec keys ['colour']; the keys are name, classes, colors, void, void_color, "
-     "color_map, label_map"),
+     "color_map, label_map, max_void, multilabel"),
     ({"classes": ["a", "b"], "color_map": True},
      "roads/kseg.json: 'color_map' is true but there are no 'colors' to map RGB masks through; add 'colors' "
      "or drop 'color_map'"),
@@ -50,6 +50,8 @@ def error(d):
     ({"classes": ["a"], "label_map": [0] * 255 + [256]},
      "roads/kseg.json: 'label_map' must be 256 ints 0-255 (the class of each raw mask value). Received: "
      "[" + "0, " * 25 + "0..."),  # cut to 80 characters
+    ({"classes": ["a"], "max_void": 1.5},
+     "roads/kseg.json: 'max_void' must be a number from 0 to 1 (a share of the train pixels). Received: 1.5"),
     ("sky,road", "roads/kseg.json: a dataset spec is a JSON object such as "
                  "{\"classes\": [\"sky\", \"road\"]}. Received: \"sky,road\""),
 ])

@@ -14,6 +14,8 @@ import math
 
 import keras
 
+from kseg import compat
+
 # Forward FLOPs for an (input shape, output shape) pair, batch dimension included.
 # Shapes are channels_last; `spatial` is the product of the spatial dimensions.
 
@@ -101,21 +103,18 @@ def layer_calls(model, input_shape):
         model.build((None, *input_shape))
     spec = keras.KerasTensor((1, *input_shape), dtype="float32")
     calls = []
-    _walk(_functional(model), spec, calls)
+    _walk(_graph(model), spec, calls)
     return calls
 
 
-def _functional(model):
-    # A Sequential model keeps its graph in a Functional built on first call.
-    inner = getattr(model, "_functional", None)
-    if isinstance(model, keras.Sequential) and inner is not None:
-        return inner
-    if not hasattr(model, "_run_through_graph"):
+def _graph(model):
+    graph = compat.graph_of(model)
+    if graph is None:
         raise ValueError(
             f"FLOP counting needs a functional or sequential model. Received: "
             f"{type(model).__name__} {model.name!r}"
         )
-    return model
+    return graph
 
 
 def _walk(model, inputs, calls, prefix=""):
@@ -125,7 +124,7 @@ def _walk(model, inputs, calls, prefix=""):
         def run(*args, **kwargs):
             if isinstance(op, keras.Model):
                 # Nested network (e.g. a backbone): walk its own graph.
-                return _walk(_functional(op), args[0], calls, f"{prefix}{op.name}/")
+                return _walk(_graph(op), args[0], calls, f"{prefix}{op.name}/")
             out = op.compute_output_spec(*args, **kwargs)
             if not isinstance(op, keras.layers.InputLayer):
                 ins = args[0] if isinstance(args[0], (list, tuple)) else [args[0]]
@@ -135,4 +134,4 @@ def _walk(model, inputs, calls, prefix=""):
 
         return run
 
-    return model._run_through_graph(inputs, operation_fn=operation_fn)
+    return compat.run_through_graph(model, inputs, operation_fn)

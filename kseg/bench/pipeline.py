@@ -11,6 +11,7 @@ Memory is reported two ways:
 import time
 import tracemalloc
 
+from kseg import compat
 from kseg.bench.timing import peak_rss_mb
 from kseg.data.readers import open_dataset
 from kseg.training.config import FitConfig
@@ -97,16 +98,10 @@ def fill_spill(frames, batch_size):
 
 
 def epoch_seconds(data):
-    """`(wall, CPU)` seconds of one epoch of PyDataset `data` through Keras' PyDatasetAdapter.
+    """`(wall, CPU)` seconds of one epoch of PyDataset `data` as `model.fit` reads it.
 
-    The adapter is Keras-internal, but it is exactly what `fit` runs: with workers >= 2
-    its OrderedEnqueuer builds batches in a thread pool, in order."""
-    from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
-
-    adapter = PyDatasetAdapter(data, shuffle=False)
+    With workers >= 2 the batches are built in Keras' pool, in order, as `fit` builds them."""
     start, cpu = time.perf_counter(), time.process_time()
-    adapter.on_epoch_begin()
-    for _ in adapter.get_numpy_iterator():
+    for _ in compat.epoch_batches(data):
         pass
-    adapter.on_epoch_end()
     return time.perf_counter() - start, time.process_time() - cpu

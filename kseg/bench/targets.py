@@ -1,7 +1,7 @@
 """The performance targets of `kseg bench`: each one's goal, its measured figure, met or gap.
 
 A target reads the results of the suite's runs (kseg.bench.suite) and, for the one
-against segmentation_models, the figures `make bench-peer` writes (kseg.bench.peer).
+against segmentation_models, the figures `make bench-peer` writes (benchmarks/peer/bench_peer.py).
 A target whose figures were not measured (a run failed, no peer file) says so rather
 than passing or failing.
 """
@@ -79,7 +79,7 @@ def _fit_rows(fit):
 
 def _peer(peer):
     """kseg's U-Net train step over segmentation_models' (the paired ratio where measured:
-    steadier on a busy machine, see kseg.bench.peer)."""
+    steadier on a busy machine, see benchmarks/peer/bench_peer.py)."""
     name = "kseg U-Net trains >= 1.5x faster than segmentation_models"
     if not peer:
         return target(name, ">=", 1.5, None, f"no {PEER_FILE}: run `make bench-peer`")

@@ -87,6 +87,14 @@ def main(verbose):
     warnings.filterwarnings("ignore", message="kseg plugin", category=UserWarning)
 
 
+def run():
+    """The `kseg` command (its console script and `python -m kseg`): TensorFlow's start-up
+    chatter silenced before anything imports it (kseg.quiet), then the group. Only the
+    command does this; `import kseg` leaves the process as it was."""
+    quiet.install()
+    main(prog_name="kseg")
+
+
 def _debug(ctx):
     # The flag of this invocation, not KSEG_VERBOSE: --verbose writes that into os.environ,
     # where it would outlive the call in a process that invokes the CLI repeatedly.

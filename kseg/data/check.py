@@ -10,8 +10,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from kseg.data import io
-from kseg.data.readers import open_dataset
+from kseg.data import io, trainable
+from kseg.data.multilabel import class_counts
+from kseg.data.overlap import split_overlaps
+from kseg.data.readers import Dataset, open_dataset
 from kseg.errors import DataError
 
 
@@ -26,17 +28,18 @@ def check_pair(pair, spec, channels=3):
 
 
 def check_dataset(root, spec=None, threads=4, channels=3):
-    """Open and fully decode a dataset; return a JSON-ready summary.
+    """Open (or take, a Dataset) and fully decode a dataset; return a JSON-ready summary.
 
     `channels`: what every image must hold (kseg.data.io.read_image; `kseg fit --channels`).
     Returns {"root", "layout", "spec", "channels", "splits": {split: {"pairs", "sizes",
-    "pixels" (per class), "void", "total", "frequency" (per class, of labelled pixels)}}}.
-    Raises DataError (one line, naming the file) on the first problem found.
+    "pixels" (per class), "void", "total", "frequency" (per class, of labelled pixels)}},
+    "inferred": kseg.data.trainable.describe, "kseg_json": an inferred palette written}.
+    Raises DataError (one line, naming the file) on the first problem found, and on a
+    set that cannot train (kseg.data.trainable.refuse).
     """
-    ds = open_dataset(root, spec)
-    k = ds.spec.num_classes
+    ds = root if isinstance(root, Dataset) else open_dataset(root, spec)
     summary = {"root": str(ds.root), "layout": ds.layout, "spec": ds.spec.to_dict(), "channels": channels,
-               "splits": {}}
+               "splits": {}, "warnings": split_overlaps(ds.splits)}
     for split, pairs in ds.splits.items():
         if not pairs:
             raise DataError(f"{ds.root}: empty split '{split}'")
@@ -47,15 +50,19 @@ def check_dataset(root, spec=None, threads=4, channels=3):
             for c, shape in pool.map(lambda p: check_pair(p, ds.spec, channels), pairs):
                 counts += c
                 sizes[f"{shape[0]}x{shape[1]}"] += 1
-        labelled = int(counts[:k].sum())
+        pixels, labelled = class_counts(counts, ds.spec)  # multi-label: per class bit
         summary["splits"][split] = {
             "pairs": len(pairs),
             "sizes": dict(sizes),
-            "pixels": counts[:k].tolist(),
+            "pixels": pixels.tolist(),
             "void": int(counts[ds.spec.void]) if ds.spec.void is not None else 0,
             "total": int(counts.sum()),
-            "frequency": (counts[:k] / max(labelled, 1)).tolist(),
+            "frequency": (pixels / max(labelled, 1)).tolist(),
         }
+    summary["inferred"] = trainable.describe(ds, summary["splits"])
+    trainable.refuse(ds, summary["inferred"])
+    written = trainable.write_inferred_spec(ds)
+    summary["kseg_json"] = str(written) if written else None
     return summary
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from kseg.data import tiff
+from kseg.data import maskfile, multilabel, tiff
 from kseg.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -177,32 +177,29 @@ def read_mask(path, spec=None, check=True):
             classes, and checks values.
         check: raise DataError when a value is neither a class nor void.
     """
-    im = _open(path)
-    mode = im.mode
-    if mode in ("L", "P", "1"):
-        # P: the palette index is the class (VOC convention), not the colour.
-        mask = np.asarray(im, dtype=np.uint8)
-    elif mode in ("I;16", "I;16B", "I;16L", "I"):
-        a = np.asarray(im, dtype=np.int64)
-        if a.size and (a.min() < 0 or a.max() > 255):
-            raise DataError(f"{path}: 16-bit mask has values up to {a.max()}; "
-                            f"class indices must be 0..255")
-        mask = a.astype(np.uint8)
-    elif mode in ("LA",):
-        mask = np.asarray(im, dtype=np.uint8)[:, :, 0]
-    elif mode in ("RGB", "RGBA"):
-        rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        if rgb.size and (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all():
-            mask = rgb[..., 0].copy()  # a grayscale mask saved as RGB
-        else:
-            mask = rgb_to_mask(rgb, spec, path)
+    if spec is not None and spec.multilabel:
+        kind, mask = "bits", multilabel.read_bits(path, spec, read_raw_mask)
     else:
-        raise DataError(f"{path}: unsupported mask mode {mode}; save as 8-bit grayscale PNG")
-    if spec is not None and spec.label_map is not None and mode not in ("RGB", "RGBA"):
+        kind, mask = read_raw_mask(path)
+    if kind == "bands":
+        raise DataError(f"{path}: a multi-band mask (one band per class), but the dataset spec is not "
+                        f"multi-label; add \"multilabel\": true to kseg.json")
+    if kind == "rgb":
+        mask = rgb_to_mask(mask, spec, path)
+    elif kind != "bits" and spec is not None and spec.label_map is not None:
         mask = np.asarray(spec.label_map, np.uint8)[mask]  # raw values -> classes (Cityscapes ids)
     if check and spec is not None:
         check_mask_values(mask, spec, path)
     return mask
+
+
+def read_raw_mask(path):
+    """`(kind, pixels)` of a mask file: raw values, colours or bands (kseg.data.maskfile)."""
+    if tiff.is_tiff(path) and (image_header(path)[2] > 1):  # multi-band: tifffile's bands
+        bands = _read_tiff(path)
+        if bands is not None and bands.shape[-1] > 1:
+            return maskfile.decode_bands(bands, path)
+    return maskfile.decode(_open(path), path)
 
 
 def rgb_to_mask(rgb, spec, path="mask"):
@@ -210,7 +207,7 @@ def rgb_to_mask(rgb, spec, path="mask"):
     if spec is None or not spec.color_map:
         raise DataError(f"{path}: RGB/RGBA mask but the dataset spec has no colour map; "
                         f"add 'colors' to kseg.json or save masks as class indices")
-    key = (rgb[..., 0].astype(np.uint32) << 16) | (rgb[..., 1].astype(np.uint32) << 8) | rgb[..., 2]
+    key = maskfile.color_keys(rgb)
     lut_keys, lut_vals = [], []
     for i, (r, g, b) in enumerate(spec.colors):
         lut_keys.append((r << 16) | (g << 8) | b)
@@ -234,11 +231,12 @@ def rgb_to_mask(rgb, spec, path="mask"):
 def check_mask_values(mask, spec, path="mask"):
     """Raise DataError when mask holds values that are neither a class nor void."""
     counts = np.bincount(mask.ravel(), minlength=256)
-    bad = [v for v in np.flatnonzero(counts) if v >= spec.num_classes and v != spec.void]
+    limit = multilabel.label_limit(spec)
+    bad = [v for v in np.flatnonzero(counts) if v >= limit and v != spec.void]
     if bad:
         shown = ", ".join(str(int(v)) for v in bad[:8]) + (" ..." if len(bad) > 8 else "")
         raise DataError(f"{path}: mask values {shown} are neither a class "
-                        f"(0..{spec.num_classes - 1}) nor void ({spec.void})")
+                        f"(0..{limit - 1}) nor void ({spec.void})")
     return counts
 
 
@@ -249,12 +247,17 @@ def write_png(path, array, compress_level=1):
 
 
 def colorize(mask, spec):
-    """Class indices (H, W) to an RGB uint8 image (H, W, 3); void gets void_color or black."""
-    lut = np.zeros((256, 3), np.uint8)
-    lut[:spec.num_classes] = np.array(spec.colors, np.uint8)
+    """Class indices (H, W) to an RGB uint8 image (H, W, 3); void gets void_color or black.
+    Multi-label bits: the mean colour of the classes present, black where none is."""
+    lut = np.zeros((256, 3), np.float32)
+    if spec.multilabel:  # label v: the mean colour of the classes whose bit v sets
+        bits = (np.arange(256)[:, None] >> np.arange(spec.num_classes)) & 1  # (256, K)
+        lut = bits @ np.array(spec.colors, np.float32) / np.maximum(bits.sum(1, keepdims=True), 1)
+    else:
+        lut[:spec.num_classes] = np.array(spec.colors, np.float32)
     if spec.void is not None and spec.void_color is not None:
         lut[spec.void] = spec.void_color
-    return lut[mask]
+    return np.rint(lut).astype(np.uint8)[mask]
 
 
 # Array helpers shared by patches.py, frames.py and synth.py (no Keras needed).

@@ -87,6 +87,24 @@ def pair_folders(img_dir, mask_dir, depth=1):
     return pair_keys(images, masks, img_dir, mask_dir, depth=depth)
 
 
+def class_folders(mask_dir):
+    """The class names of a multi-label mask folder (subfolders, no mask files), else ()."""
+    mask_dir = Path(mask_dir)
+    if not mask_dir.is_dir():
+        return ()
+    entries = [p for p in mask_dir.iterdir() if not p.name.startswith(".")]
+    if any(p.is_file() and p.suffix.lower() in io.MASK_SUFFIXES for p in entries):
+        return ()
+    return tuple(sorted(p.name for p in entries if p.is_dir()))
+
+
+def pair_masks(img_dir, mask_dir):
+    """`pair_folders`, or for a multi-label mask folder (kseg.data.multilabel) the images
+    paired with their first class's masks (the mask reader finds the other classes')."""
+    classes = class_folders(mask_dir)
+    return pair_folders(img_dir, mask_dir / classes[0]) if classes else pair_folders(img_dir, mask_dir)
+
+
 def read_list(path, root, img_folder, mask_folder):
     """Pairs of a list file: lines "image mask" (relative to root) or bare stems."""
     pairs = []

@@ -23,18 +23,18 @@ never changes split when files are added. A split that gets no pairs is left out
 Pair lists are read relative to the root. Absolute paths that do not exist (SegNet's
 lists say /SegNet/CamVid/train/x.png) fall back to root/<folder>/<file>.
 The spec is `spec` if given (a DatasetSpec or a JSON path), else root/kseg.json, else
-the named layout's (CamVid's for the SegNet layout), else inferred from the mask values.
+the named layout's (CamVid's for the SegNet layout), else inferred from the masks: 0/1
+and 0/255 masks are binary, palette PNGs hold indices, RGB masks one class per colour
+(kseg.data.encoding).
 """
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
-from kseg.data import io, layouts
-from kseg.data.pairs import Pair, pair_folders, read_list
-from kseg.data.spec import CAMVID, DatasetSpec, infer_spec, load_spec
+from kseg.data import encoding, layouts
+from kseg.data.pairs import Pair, class_folders, pair_folders, pair_masks, read_list
+from kseg.data.spec import CAMVID, DatasetSpec, load_spec
 from kseg.errors import DataError
 
 SPLITS = ("train", "val", "test")
@@ -44,9 +44,12 @@ __all__ = ["SPLITS", "Dataset", "Pair", "detect_layout", "open_dataset", "resolv
 @dataclass
 class Dataset:
     root: Path
-    layout: str  # "cityscapes" | "voc" | "ade20k" | "segnet" | "generic"
+    layout: str  # "cityscapes" | "voc" | "coco" | "ade20k" | "segnet" | "generic"
     spec: DatasetSpec
     splits: dict  # split name -> list[Pair], only splits that exist
+    # Where the spec came from ("--spec", "kseg.json", "layout" or "inferred") and, for an
+    # inferred one, the encoding seen in the masks (kseg.data.encoding).
+    origin: dict = field(default_factory=lambda: {"source": "given", "encoding": None})
 
     def pairs(self, split):
         """The pairs of one split; DataError naming the split if it is absent."""
@@ -67,7 +70,8 @@ def open_dataset(root, spec=None):
         splits = _segnet_splits(root) if layout == "segnet" else _generic_splits(root)
     if not splits:
         raise DataError(f"{root}: no split has any image/mask pairs")
-    return Dataset(root, layout, resolve_spec(root, layout, splits, spec), splits)
+    spec, origin = resolve_spec(root, layout, splits, spec)
+    return Dataset(root, layout, spec, splits, origin)
 
 
 def detect_layout(root):
@@ -90,21 +94,29 @@ def detect_layout(root):
 
 
 def resolve_spec(root, layout, splits, spec=None):
+    """`(spec, origin)`: the spec to read the masks with and where it came from (see
+    `Dataset.origin`): `spec`, root/kseg.json, the layout's, or inferred from the masks."""
     if isinstance(spec, DatasetSpec):
-        return spec
+        return spec, {"source": "given", "encoding": None}
     if spec is not None:
-        return load_spec(spec)
+        return load_spec(spec), {"source": str(spec), "encoding": None}
     if (root / "kseg.json").is_file():
-        return load_spec(root / "kseg.json")
-    if layout in layouts.LAYOUTS:
-        return layouts.LAYOUTS[layout].SPEC
+        return load_spec(root / "kseg.json"), {"source": str(root / "kseg.json"), "encoding": None}
+    module = layouts.LAYOUTS.get(layout)
+    if module is not None and module.SPEC is None:  # the classes are in the dataset's files
+        return module.spec(root), {"source": f"{layout} annotations", "encoding": "COCO polygons and RLE, "
+                                   "rasterised by pycocotools (0 = background)"}
+    if module is not None:
+        return module.SPEC, {"source": f"{layout} layout", "encoding": None, "builtin": True}
     if layout == "segnet":
-        return CAMVID
-    values = set()
-    for pairs in splits.values():
-        for p in pairs:
-            values.update(np.unique(io.read_mask(p.mask, None, check=False)).tolist())
-    return infer_spec(values, name=root.name)
+        return CAMVID, {"source": "camvid (SegNet layout)", "encoding": None, "builtin": True}
+    for folder in (root / "masks", *(root / "masks" / s for s in splits)):  # masks/[split/]<class>/
+        classes = class_folders(folder)
+        if classes and not set(classes) & set(SPLITS):
+            return encoding.multilabel_spec(classes, root.name, folder)
+    pairs = [p for split_pairs in splits.values() for p in split_pairs]
+    inferred, text = encoding.infer(encoding.survey_masks(pairs), name=root.name)
+    return inferred, {"source": "inferred", "encoding": text}
 
 
 def _segnet_splits(root):
@@ -137,10 +149,10 @@ def _generic_splits(root):
                 if not d.is_dir():
                     raise DataError(f"{d}: missing folder (split '{s}' needs images/{s}/ "
                                     f"and masks/{s}/)")
-            splits[s] = pair_folders(images / s, masks / s)
+            splits[s] = pair_masks(images / s, masks / s)
         return splits
     splits = {}
-    for pair in pair_folders(images, masks):
+    for pair in pair_masks(images, masks):
         bucket = zlib.crc32(pair.image.stem.encode("utf-8")) % 10
         splits.setdefault("test" if bucket == 0 else "val" if bucket == 1 else "train",
                           []).append(pair)

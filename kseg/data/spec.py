@@ -7,7 +7,9 @@ CamVid's is built in (`CAMVID`). Any other dataset brings a small JSON file
      "colors": [[128, 128, 128], [128, 64, 128], [64, 0, 128]],
      "void": 255, "void_color": [0, 0, 0]}
 
-or has one inferred from the unique mask values (`infer_spec`).
+or has one inferred from its masks (kseg.data.encoding; `infer_spec` for class indices).
+"max_void" (0 to 1) raises the share of void train pixels `kseg data check` accepts
+(30 %), for sparse labels such as scribbles.
 
 `color_map` says whether `colors` are the colours used in RGB mask files (then RGB
 masks are converted to class indices through them); inferred specs and JSON files
@@ -49,6 +51,11 @@ class DatasetSpec:
     # 256 ints: the class (or void) of each raw value stored in single-channel mask files,
     # e.g. Cityscapes labelIds -> trainIds; None: the files hold class indices.
     label_map: tuple | None = None
+    # The largest share of void among the train pixels that `kseg data check` accepts
+    # (None: its default, 0.3); raise it for sparse labels such as scribbles.
+    max_void: float | None = None
+    # Classes overlap: a mask label holds one bit per class (kseg.data.multilabel).
+    multilabel: bool = False
 
     def __post_init__(self):
         _check_fields(self)  # types and shapes first, so the conversions below cannot fail
@@ -61,6 +68,8 @@ class DatasetSpec:
             object.__setattr__(self, "void_color", tuple(int(v) for v in self.void_color))
         if self.label_map is not None:
             object.__setattr__(self, "label_map", tuple(int(v) for v in self.label_map))
+        if self.max_void is not None:
+            object.__setattr__(self, "max_void", float(self.max_void))
         _validate(self)
 
     @property
@@ -73,7 +82,9 @@ class DatasetSpec:
                 "colors": [list(c) for c in self.colors], "void": self.void,
                 "void_color": list(self.void_color) if self.void_color else None,
                 "color_map": self.color_map,
-                **({"label_map": list(self.label_map)} if self.label_map is not None else {})}
+                **({"label_map": list(self.label_map)} if self.label_map is not None else {}),
+                **({"max_void": self.max_void} if self.max_void is not None else {}),
+                **({"multilabel": True} if self.multilabel else {})}
 
     @classmethod
     def from_dict(cls, d, source="spec"):
@@ -101,12 +112,14 @@ class DatasetSpec:
                                  "through; add 'colors' or drop 'color_map'")
             return cls(name=d.get("name", "dataset"), classes=d["classes"], colors=colors,
                        void=d.get("void"), void_color=d.get("void_color"), color_map=color_map,
-                       label_map=d.get("label_map"))
+                       label_map=d.get("label_map"), max_void=d.get("max_void"),
+                       multilabel=d.get("multilabel", False))
         except ValueError as exc:
             raise DataError(f"{source}: {exc}") from None
 
 
-SPEC_FIELDS = ("name", "classes", "colors", "void", "void_color", "color_map", "label_map")
+SPEC_FIELDS = ("name", "classes", "colors", "void", "void_color", "color_map", "label_map", "max_void",
+               "multilabel")
 RGB_HELP = "[R, G, B] (three ints 0-255)"
 
 
@@ -145,6 +158,11 @@ def _check_fields(spec):
                                 and all(_is_int(v) and 0 <= v <= 255 for v in lut)):
         raise ValueError(f"'label_map' must be 256 ints 0-255 (the class of each raw mask value). "
                          f"Received: {_show(lut)}")
+    share = spec.max_void
+    if share is not None and not (isinstance(share, numbers.Real) and not isinstance(share, bool)
+                                  and 0 <= share <= 1):
+        raise ValueError(f"'max_void' must be a number from 0 to 1 (a share of the train pixels). "
+                         f"Received: {_show(share)}")
 
 
 def _check_rgb(value, field):
@@ -178,8 +196,15 @@ def _show(value):
 
 
 def _validate(spec):
-    """Checks across fields, after _check_fields: colours usable as a colour map."""
+    """Checks across fields, after _check_fields: colours usable as a colour map, and a
+    multi-label spec's classes fitting the bits of a label (kseg.data.multilabel)."""
     k = len(spec.classes)
+    if not isinstance(spec.multilabel, bool):
+        raise ValueError(f"'multilabel' must be true or false. Received: {_show(spec.multilabel)}")
+    if spec.multilabel and (k > 7 or (spec.void is not None and spec.void < 2 ** k) or spec.color_map):
+        raise ValueError(f"a 'multilabel' spec holds 1 to 7 classes (one bit each), a 'void' of at "
+                         f"least {2 ** min(k, 7)} (255) and no colour map. Received: {k} classes, "
+                         f"void {spec.void}")
     if spec.color_map and len(set(spec.colors)) != k:
         raise ValueError("'colors' must be distinct to map RGB masks to classes")
     if spec.color_map and spec.void is not None and spec.void_color in spec.colors:

@@ -23,12 +23,14 @@ import numpy as np
 
 from kseg.data.io import resize_bilinear, write_png
 from kseg.data.spec import CAMVID
+from kseg.errors import KsegError
 
 VERSION = 1
 DEFAULT_SIZE = (240, 320)
 DEFAULT_COUNTS = {"train": 32, "val": 8, "test": 8}
 SKY, BUILDING, POLE, ROAD, PAVEMENT, TREE, SIGN, FENCE, CAR, PED, BIKE, VOID = range(12)
 _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
+MAX_SIDE, MAX_FRAMES = 8192, 100_000  # a frame of 8192x8192 is 200 MB as float32: enough
 
 
 def default_dataset_dir():
@@ -58,14 +60,26 @@ def default_dataset_dir():
 
 
 def write_synthetic(root, n_train=32, n_val=8, n_test=8, size=DEFAULT_SIZE, seed=0):
-    """Write synthetic scenes in the SegNet layout (train/ trainannot/ ... *.txt, kseg.json)."""
+    """Write synthetic scenes in the SegNet layout (train/ trainannot/ ... *.txt, kseg.json).
+
+    `root` must be new, empty or a folder this function filled before (kseg.writes): a
+    user's dataset is refused, never mixed with synthetic frames or its kseg.json replaced.
+    """
+    from kseg.writes import OutputFolder, check_empty_or_own
+
     root = Path(root)
     h, w = size
-    if h < 32 or w < 32:
-        raise ValueError(f"size must be at least 32x32. Received: size={size}")
+    if not (32 <= h <= MAX_SIDE and 32 <= w <= MAX_SIDE):
+        raise KsegError(f"--size must be from 32x32 to {MAX_SIDE}x{MAX_SIDE}. Received: {h}x{w}")
     for split, n in (("train", n_train), ("val", n_val), ("test", n_test)):
-        if n <= 0:
-            continue
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_FRAMES:
+            raise KsegError(f"--{split} must be a whole number from 0 to {MAX_FRAMES}. Received: {n!r}")
+    check_empty_or_own(root)
+    counts = [(split, n) for split, n in (("train", n_train), ("val", n_val), ("test", n_test)) if n > 0]
+    names = [f"{split}{sub}/{split}_{i:04d}.png" for split, n in counts for i in range(n)
+             for sub in ("", "annot")]
+    OutputFolder(root, option="DIRECTORY").claim([*names, *(f"{s}.txt" for s, _ in counts), "kseg.json"])
+    for split, n in counts:
         (root / split).mkdir(parents=True, exist_ok=True)
         (root / f"{split}annot").mkdir(parents=True, exist_ok=True)
         lines = []

@@ -9,8 +9,9 @@
     (B, H, W, 3), batch and spatial sizes dynamic.
 
   * litert: `model.export(path, format="litert")`, a `.tflite` flatbuffer converted by
-    TensorFlow's own `tf.lite.TFLiteConverter` (Keras 3.15 on TensorFlow; no extra
-    package; the torch backend would need `litert-torch`); checked with `tf.lite.Interpreter`.
+    TensorFlow's own `tf.lite.TFLiteConverter` (Keras 3.14 on TensorFlow, and kseg.compat
+    before it; no extra package; the torch backend would need `litert-torch`); checked
+    with `tf.lite.Interpreter`.
 
 SavedModel, ONNX and LiteRT are traced by TensorFlow: Keras' JAX path needs jax2onnx and its
 torch path needs static shapes, so kseg exports these two on the TensorFlow backend
@@ -23,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kseg import compat
 from kseg.errors import KsegError
 
 FORMATS = ("keras", "tf_saved_model", "onnx", "litert")
@@ -101,6 +103,11 @@ def export_run(run_path, fmt="keras", out=None, which="best", size=None):
     run = RunDir(run_path)
     if not run.config_path.is_file():
         raise KsegError(f"{run.path} is not a run directory (no config.json); see `kseg fit`.")
+    if out is not None:  # a path the user gave: the write policy applies (kseg.writes)
+        from kseg.writes import OutputFolder
+
+        inputs = [run.best_path, run.last_path, run.config_path, run.state_path]
+        OutputFolder(Path(out).parent, inputs=inputs).claim([Path(out).name])
     model = run.load_model(which)
     return export_model(model, fmt, out or default_path(run, fmt), size)
 
@@ -185,7 +192,7 @@ def _traced_export(model, path, fmt, size):
     h, w = size or (None, None)
     signature = [keras.InputSpec(shape=(None, h, w, model.input_shape[-1]), dtype="float32")]
     try:
-        model.export(str(path), format=fmt, verbose=False, input_signature=signature)
+        compat.export(model, path, fmt, signature)
     except Exception as exc:
         first = f"{type(exc).__name__}: {exc}".strip().splitlines()[0][:200]
         if size is not None:

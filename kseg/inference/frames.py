@@ -82,13 +82,22 @@ def check_input_size(model, frame_hw, stride, mode):
 
 
 def _predict(model, x):
-    """float32 logits of a (B, H, W, 3) batch."""
+    """float32 logits (B, H, W, K) of a (B, H, W, 3) batch; K = 2 for a binary network."""
     import keras
 
     x = np.asarray(x, np.float32)
     if keras.backend.backend() != "tensorflow":
-        return np.asarray(model.predict_on_batch(x), np.float32)
-    return np.asarray(_graph_call(model)(x), np.float32)
+        return two_class_logits(np.asarray(model.predict_on_batch(x), np.float32))
+    return two_class_logits(np.asarray(_graph_call(model)(x), np.float32))
+
+
+def two_class_logits(logits):
+    """A binary network's one sigmoid logit z (..., 1) as the two-class logits [0, z]
+    (softmax: [1 - sigmoid(z), sigmoid(z)], argmax: z > 0); other logits unchanged.
+    Every score, mask and file after the network then treats it as a two-class run."""
+    if logits.shape[-1] != 1:
+        return logits
+    return np.concatenate([np.zeros_like(logits), logits], axis=-1)
 
 
 _GRAPH_CALLS = weakref.WeakKeyDictionary()
@@ -217,10 +226,28 @@ def frame_logits(model, image, stride, mode=None):
     return bands[0] if len(bands) == 1 else np.concatenate(bands)
 
 
-def predict_labels(model, image, stride, mode=None):
-    """uint8 (H, W) label map of one (H, W, 3) frame (see `frame_logits`), band by band."""
-    return np.concatenate([np.argmax(z, axis=-1).astype(np.uint8)
+def predict_labels(model, image, stride, mode=None, threshold=None, multilabel=False):
+    """uint8 (H, W) label map of one (H, W, 3) frame (see `frame_logits`), band by band;
+    `threshold`, `multilabel`: see `labels_from_logits`."""
+    return np.concatenate([labels_from_logits(z, threshold, multilabel)
                            for _, z in iter_logit_bands(model, image, stride, mode)])
+
+
+def labels_from_logits(logits, threshold=None, multilabel=False):
+    """uint8 label map of float (..., K) logits: the argmax, or for two classes with a
+    `threshold` in (0, 1), 1 (foreground) where softmax(logits)[..., 1] >= threshold;
+    `multilabel`: bit c set where sigmoid(z_c) >= threshold (default 0.5).
+
+    p1 = sigmoid(z1 - z0), so p1 >= t is z1 - z0 >= log(t / (1 - t)): no softmax needed.
+    """
+    if multilabel:
+        t = 0.5 if threshold is None else threshold
+        on = logits >= np.log(t / (1.0 - t))  # (..., K)
+        return (on.astype(np.uint8) << np.arange(logits.shape[-1], dtype=np.uint8)).sum(-1).astype(np.uint8)
+    if threshold is None:
+        return np.argmax(logits, axis=-1).astype(np.uint8)
+    margin = logits[..., 1] - logits[..., 0]
+    return (margin >= np.log(threshold / (1.0 - threshold))).astype(np.uint8)
 
 
 def _stack(maps):

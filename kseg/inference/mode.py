@@ -14,6 +14,7 @@ and handed to `kseg.inference.frames.frame_logits`, so the three commands cannot
 from dataclasses import dataclass
 
 from kseg.errors import KsegError
+from kseg.validation import fits, short
 
 
 @dataclass(frozen=True)
@@ -31,11 +32,16 @@ class InferenceMode:
         if self.patches is not None:
             grid, patch = self.patches
             object.__setattr__(self, "patches", (tuple(int(g) for g in grid), int(patch)))
+        if not isinstance(self.scales, (list, tuple)) or not all(fits(s, float) for s in self.scales):
+            raise KsegError(f"TTA scales must be finite numbers. Received: scales={short(self.scales)}")
         object.__setattr__(self, "scales", tuple(float(s) for s in self.scales))
-        if self.window is not None and int(self.window) < 1:
-            raise KsegError(f"--window must be a positive number of pixels. Received: window={self.window}")
-        if not 0 <= float(self.overlap) < 1:
-            raise KsegError(f"--overlap must be in [0, 1). Received: overlap={self.overlap}")
+        if self.window is not None and not (fits(self.window, int) and self.window >= 1):
+            raise KsegError(f"--window must be a positive number of pixels. "
+                            f"Received: window={short(self.window)}")
+        if not (fits(self.overlap, float) and 0 <= self.overlap < 1):
+            raise KsegError(f"--overlap must be in [0, 1). Received: overlap={short(self.overlap)}")
+        if not isinstance(self.flip, bool):
+            raise KsegError(f"TTA flip must be true or false. Received: flip={short(self.flip)}")
         if not self.scales or any(not 0.05 <= s <= 8 for s in self.scales):
             raise KsegError(f"TTA scales must lie in [0.05, 8]. Received: scales={self.scales}")
         if self.patches is not None and (self.window is not None or self.tta):
@@ -89,6 +95,11 @@ def parse_tta(text):
 
 def make_mode(patches=None, window=None, overlap=0.33, tta=None, batch_size=2):
     """An InferenceMode from the values users type (`tta` as text, or an (flip, scales) pair)."""
-    flip, scales = parse_tta(tta) if tta is None or isinstance(tta, str) else tta
+    if tta is None or isinstance(tta, str):
+        flip, scales = parse_tta(tta)
+    elif isinstance(tta, (list, tuple)) and len(tta) == 2:
+        flip, scales = tta
+    else:
+        raise KsegError(f"tta must be text such as 'flip,scales=0.75:1:1.25'. Received: {short(tta)}")
     return InferenceMode(patches=patches, window=window, overlap=overlap, flip=flip, scales=scales,
                          batch_size=batch_size)

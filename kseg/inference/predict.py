@@ -45,16 +45,18 @@ MAX_PIXELS = 2 * 89_478_485
 def expand_inputs(items, out_dir=None):
     """Files, folders and glob patterns -> sorted, de-duplicated list of image paths.
 
-    A folder contributes its image files (by suffix, not recursive). Files that look
-    like kseg's own outputs inside `out_dir` are left out, so predicting a folder into
-    itself twice does not predict the first run's masks. Raises KsegError naming the
+    A folder contributes its image files (by suffix, not recursive). The outputs kseg
+    wrote into `out_dir` before (its manifest, kseg.writes) are left out, so predicting a
+    folder into itself twice does not predict the first run's masks; a user's own
+    `street_mask.png` there is an input like any other. Raises KsegError naming the
     first argument that matches nothing.
     """
-    out = Path(out_dir).resolve() if out_dir is not None else None
+    from kseg.writes import OutputFolder
+
+    folder = OutputFolder(out_dir) if out_dir is not None else None
 
     def own_output(f):
-        own = OUTPUT_SUFFIXES + EXTRA_SUFFIXES
-        return out is not None and f.name.endswith(own) and f.parent.resolve() == out
+        return folder is not None and folder.owns(f)
 
     paths = []
     for item in items:
@@ -64,7 +66,7 @@ def expand_inputs(items, out_dir=None):
             found = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES and not own_output(f))
             if not found:
                 raise KsegError(f"{item}: folder has no images ({', '.join(IMAGE_SUFFIXES)}) "
-                                f"besides kseg's own *_mask.png / *_overlay.png")
+                                f"besides kseg's own outputs")
         elif p.is_file():
             found = [p]
         elif glob.has_magic(item):
@@ -82,6 +84,16 @@ def output_names(image_path, out_dir):
     """(<stem>_mask.png, <stem>_overlay.png) in out_dir."""
     stem = Path(image_path).stem
     return tuple(Path(out_dir) / f"{stem}{suffix}" for suffix in OUTPUT_SUFFIXES)
+
+
+def claim_outputs(paths, out_dir, confidence=False, probs=False):
+    """Every file predict_images will write, checked against the write policy (none is
+    an input, none is a file kseg did not write) before the first image is predicted."""
+    from kseg.writes import OutputFolder
+
+    extra = [s for s, wanted in zip(EXTRA_SUFFIXES, (confidence, probs), strict=True) if wanted]
+    names = [f"{Path(p).stem}{suffix}" for p in paths for suffix in (*OUTPUT_SUFFIXES, *extra)]
+    OutputFolder(out_dir, inputs=paths).claim(names)
 
 
 def check_unique_stems(paths):
@@ -118,28 +130,52 @@ def read_input_image(path, max_pixels=None, channels=3):
     return image
 
 
+def check_input_array(image, channels, where="image"):
+    """An array given to kseg.predict, as the network takes it: uint8 or float (H, W,
+    channels), finite. A grey (H, W) array is (H, W, 1) for a run of one channel; any
+    other shape or channel count is a KsegError naming `where` and the run's channels."""
+    array = np.asarray(image)
+    if array.dtype.kind not in "uif" or array.size == 0:
+        raise KsegError(f"{where}: expected an image array of numbers, got dtype {array.dtype} and "
+                        f"shape {array.shape}")
+    if array.ndim == 2 and channels == 1:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] != channels:
+        grey = " (a grey image)" if array.ndim == 2 else ""
+        raise KsegError(f"{where}: shape {array.shape}{grey} does not fit the run, which takes "
+                        f"(H, W, {channels}) images (its --channels {channels}); convert it first")
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        raise KsegError(f"{where}: holds NaN or infinite values")
+    return array
+
+
 def softmax(logits):
     """float32 softmax over the last axis."""
     z = np.exp(logits - logits.max(-1, keepdims=True))
     return z / z.sum(-1, keepdims=True)
 
 
-def frame_outputs(model, image, stride, mode=None, probs=False):
+def frame_outputs(model, image, stride, mode=None, probs=False, threshold=None, multilabel=False):
     """(labels uint8 (H, W), confidence uint8 (H, W), probs float16 (H, W, K) or None).
 
     Confidence is 255 * the largest softmax probability. Where rounding to float16 ties
     the predicted class with another, its probability is raised one float16 step, so
-    argmax(probs) is always the label map.
+    argmax(probs) is always the label map (without a binary run's `threshold`, which
+    labels foreground where its probability >= threshold, frames.labels_from_logits).
+    `multilabel`: labels hold one bit per class, probs are sigmoids, and confidence is
+    the least certain class's max(p, 1 - p).
     """
-    from kseg.inference.frames import iter_logit_bands
+    from kseg.inference.frames import iter_logit_bands, labels_from_logits
 
     labels, conf, p16 = [], [], []
     for _, logits in iter_logit_bands(model, image, stride, mode):
-        p = softmax(logits)  # (h, W, K)
-        labels.append(np.argmax(logits, axis=-1).astype(np.uint8))
-        conf.append(np.rint(255 * p.max(-1)).astype(np.uint8))
+        p = 1 / (1 + np.exp(-logits)) if multilabel else softmax(logits)  # (h, W, K)
+        labels.append(labels_from_logits(logits, threshold, multilabel))
+        top = np.maximum(p, 1 - p).min(-1) if multilabel else p.max(-1)
+        conf.append(np.rint(255 * top).astype(np.uint8))
         if probs:
-            p16.append(_argmax_safe_float16(p, labels[-1]))
+            exact = threshold is None and not multilabel
+            p16.append(_argmax_safe_float16(p, labels[-1]) if exact else p.astype(np.float16))
     return np.concatenate(labels), np.concatenate(conf), np.concatenate(p16) if probs else None
 
 
@@ -154,14 +190,15 @@ def _argmax_safe_float16(p, labels):
 
 
 def predict_images(model, paths, spec, out_dir, stride, mode=None, on_written=None, confidence=False,
-                   probs=False):
+                   probs=False, threshold=None):
     """Predict each image and write its outputs, one image at a time.
 
     `mode`: an InferenceMode (default whole frames) or a (grid, patch) pair. Always a
-    colour mask and an overlay; `confidence` adds `<stem>_confidence.png`, `probs`
-    `<stem>_probs.npz`. Files are written as soon as each image is done, so an
-    unreadable image later in the list raises KsegError (naming it) while earlier
-    outputs stay on disk. Returns a list of (image, mask_path, overlay_path).
+    colour mask and an overlay (a multi-label run: also `<stem>_<class>.png` per class);
+    `confidence` adds `<stem>_confidence.png`, `probs` `<stem>_probs.npz`. Files are
+    written as soon as each image is done, so an unreadable image later in the list
+    raises KsegError (naming it) while earlier outputs stay on disk. Returns a list of
+    (image, mask_path, overlay_path).
     """
     import imageio.v3 as iio
 
@@ -170,14 +207,17 @@ def predict_images(model, paths, spec, out_dir, stride, mode=None, on_written=No
 
     channels = input_channels(model)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    claim_outputs(paths, out_dir, confidence, probs)
     written = []
     for path in paths:
         image = read_input_image(path, channels=channels)
-        labels, conf, p16 = frame_outputs(model, image, stride, mode, probs)
+        labels, conf, p16 = frame_outputs(model, image, stride, mode, probs, threshold, spec.multilabel)
         colors = colorize(labels, spec)
         mask_path, overlay_path = output_names(path, out_dir)
         pngs = [(mask_path, colors), (overlay_path, overlay(display_rgb(image), colors))]
+        if spec.multilabel:  # one 0/255 mask per class, as the class folders hold them
+            pngs += [(out_dir / f"{Path(path).stem}_{name}.png", ((labels >> c) & 1) * 255)
+                     for c, name in enumerate(spec.classes)]
         if confidence:
             pngs.append((out_dir / f"{Path(path).stem}_confidence.png", conf))
         for target, pixels in pngs:

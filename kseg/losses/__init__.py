@@ -13,6 +13,10 @@ Terms (kseg.losses.terms, kseg.losses.lovasz), over the non-void pixels of a bat
     tversky  per class 1 - (I + s/2) / (I + alpha FP + beta FN + s/2); 0.5/0.5 is dice
     lovasz   Lovász-softmax (Berman et al. 2018), present classes
 
+Binary mode (num_classes=1: one sigmoid logit z, labels 0/1): ce is binary cross-entropy,
+focal binary focal, dice and tversky score the foreground alone, lovasz is the Lovász
+hinge (kseg.losses.lovasz.lovasz_hinge); z is read as the two-class logits [0, z].
+
 Void (label == ignore_index, and any label outside [0, K)) is dropped from every sum.
 Absent classes: the per-class terms average the classes present in the batch's labels.
 Class weights (K floats): ce/focal weigh each pixel by its true class's weight and divide

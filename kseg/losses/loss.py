@@ -20,8 +20,9 @@ import keras
 import numpy as np
 
 from kseg.errors import KsegError
+from kseg.losses import multilabel as ML
 from kseg.losses import terms as T
-from kseg.losses.lovasz import lovasz_softmax
+from kseg.losses.lovasz import lovasz_hinge, lovasz_softmax
 from kseg.losses.spec import as_terms, format_loss
 
 
@@ -37,25 +38,46 @@ def _term_functions(loss):
     }
 
 
+# Binary mode (num_classes=1, one sigmoid logit): the region terms score the foreground
+# alone (class weights (0, 1) over [background, foreground], as binary Dice does), and
+# Lovász is the binary hinge.
+FOREGROUND = (0.0, 1.0)
+
+
+def _binary_term_functions(loss):
+    cw = loss.class_weights
+    return {
+        "ce": lambda b: T.cross_entropy(b, cw),
+        "focal": lambda b: T.focal(b, cw, loss.focal_gamma),
+        "dice": lambda b: T.dice(b, FOREGROUND, loss.smooth),
+        "tversky": lambda b: T.tversky(b, FOREGROUND, loss.tversky_alpha, loss.tversky_beta, loss.smooth),
+        "lovasz": lovasz_hinge,
+    }
+
+
 @keras.saving.register_keras_serializable(package="kseg", name="SegmentationLoss")
 class SegmentationLoss(keras.losses.Loss):
     """sum_k weight_k * term_k(y_true, logits) over the terms of a spec (kseg.losses.spec).
 
     Args:
         terms: spec string ("ce+lovasz", "ce:1,dice:0.5") or (name, weight) pairs.
-        num_classes: K, the logits' last axis.
+        num_classes: K, the logits' last axis; 1 is the binary mode: one sigmoid logit,
+            labels 0 (background) and 1 (foreground), binary cross-entropy, focal, Dice,
+            Tversky of the foreground, and the Lovász hinge.
         ignore_index: the void label (any int, may be >= K), or None.
-        class_weights: None or K floats >= 0 (not all 0): pixel weights by true class
+        class_weights: None or K floats >= 0 (2 in binary mode; not all 0): pixel weights by true class
             for ce/focal, class weights of the average for dice/tversky/lovasz.
         focal_gamma: focal exponent, >= 0 (Lin et al.'s default 2).
         tversky_alpha, tversky_beta: weights of false positives / negatives, >= 0,
             not both 0; 0.5/0.5 is Dice.
         smooth: additive smoothing of dice and tversky, >= 0.
+        multilabel: labels hold one bit per class, one sigmoid logit per class
+            (kseg.losses.multilabel); no class weights.
     """
 
     def __init__(self, terms="ce", num_classes=None, ignore_index=None, class_weights=None,
                  focal_gamma=2.0, tversky_alpha=0.5, tversky_beta=0.5, smooth=1.0,
-                 name="segmentation_loss", reduction="sum_over_batch_size"):
+                 name="segmentation_loss", reduction="sum_over_batch_size", multilabel=False):
         if reduction not in ("sum_over_batch_size", "mean"):
             raise KsegError(f"SegmentationLoss reduces a batch to one value; reduction={reduction!r} is not "
                             "supported. Use 'sum_over_batch_size' (the default).")
@@ -63,13 +85,17 @@ class SegmentationLoss(keras.losses.Loss):
         self.terms = as_terms(terms)
         self.num_classes = _check_num_classes(num_classes)
         self.ignore_index = _check_ignore_index(ignore_index)
-        self.class_weights = _check_class_weights(class_weights, self.num_classes)
+        self.class_weights = _check_class_weights(class_weights, max(2, self.num_classes))
         self.focal_gamma = _check_number("focal_gamma", focal_gamma)
         self.tversky_alpha = _check_number("tversky_alpha", tversky_alpha)
         self.tversky_beta = _check_number("tversky_beta", tversky_beta)
         self.smooth = _check_number("smooth", smooth)
         if self.tversky_alpha + self.tversky_beta == 0:
             raise KsegError("tversky_alpha and tversky_beta cannot both be 0. Received: 0 and 0.")
+        self.multilabel = bool(multilabel)
+        if self.multilabel and self.class_weights is not None:
+            raise KsegError("class_weights do not apply to a multi-label loss (each class is its own "
+                            "sigmoid); drop them.")
 
     def __call__(self, y_true, y_pred, sample_weight=None):
         # Keras' Loss.__call__ would multiply the batch's single value by per-pixel sample
@@ -80,8 +106,15 @@ class SegmentationLoss(keras.losses.Loss):
     def call(self, y_true, y_pred):
         """(labels,) or (labels, sample_weight), logits -> (1,) float32 loss."""
         sample_weight = y_true[1] if len(y_true) > 1 else None
-        batch = T.prepare(y_true[0], y_pred, self.num_classes, self.ignore_index, sample_weight)
-        fns = _term_functions(self)
+        if self.multilabel:
+            batch = ML.prepare(y_true[0], y_pred, self.num_classes, self.ignore_index, sample_weight)
+            fns = ML.term_functions(self)
+            return keras.ops.reshape(sum(w * fns[name](batch) for name, w in self.terms), (1,))
+        binary = self.num_classes == 1
+        logits = T.two_class_logits(y_pred) if binary else y_pred
+        batch = T.prepare(y_true[0], logits, 2 if binary else self.num_classes, self.ignore_index,
+                          sample_weight)
+        fns = _binary_term_functions(self) if binary else _term_functions(self)
         total = sum(weight * fns[name](batch) for name, weight in self.terms)
         return keras.ops.reshape(total, (1,))
 
@@ -96,6 +129,7 @@ class SegmentationLoss(keras.losses.Loss):
             "tversky_alpha": self.tversky_alpha,
             "tversky_beta": self.tversky_beta,
             "smooth": self.smooth,
+            "multilabel": self.multilabel,
         }
 
     @classmethod

@@ -61,3 +61,21 @@ def lovasz_softmax(batch, class_weights=None, bins=BINS):
     mean_error = ops.divide_no_nan(sums, counts[..., 0] + counts[..., 1])  # (K, bins)
     per_class = ops.sum(mean_error * lovasz_grad(counts[..., 0], counts[..., 1]), axis=-1)  # (K,)
     return present_class_mean(per_class, ops.sum(fg, axis=-1), class_weights)
+
+
+def lovasz_hinge(batch):
+    """Binary Lovász hinge (Berman et al.'s `lovasz_hinge_flat`) of a two-class Batch made
+    from one logit z per pixel (kseg.losses.terms.two_class_logits); float32 scalar.
+
+    Hinge errors 1 - z * (2y - 1) in decreasing order (one exact sort of the batch's N
+    pixels: binary needs one, not K), weighted by the Jaccard steps of the foreground.
+    Void pixels count in neither the foreground nor the rest, so their steps are 0.
+    """
+    z = batch.log_probs[:, 1] - batch.log_probs[:, 0]  # (N,) log-softmax of [0, z] gives z back
+    y = batch.onehot[:, 1]
+    errors = 1.0 - z * (2.0 * y - 1.0)
+    order = ops.argsort(-ops.stop_gradient(errors))
+    fg = ops.take(y * batch.mask, order)[None]  # (1, N) in decreasing order of error
+    bg = ops.take((1.0 - y) * batch.mask, order)[None]
+    grad = lovasz_grad(fg, bg)[0]
+    return ops.sum(ops.relu(ops.take(errors, order)) * ops.stop_gradient(grad))

@@ -84,6 +84,16 @@ def prepare(y_true, logits, num_classes, ignore_index=None, sample_weight=None):
     )
 
 
+def two_class_logits(logits):
+    """One sigmoid logit z (..., 1) -> the two-class logits [0, z] (..., 2).
+
+    softmax([0, z]) = [1 - sigmoid(z), sigmoid(z)], so cross-entropy on them is binary
+    cross-entropy and focal is binary focal, computed through log-softmax (stable for any z).
+    """
+    logits = ops.cast(logits, "float32")
+    return ops.concatenate([ops.zeros_like(logits), logits], axis=-1)
+
+
 def _true_log_prob(batch):
     """(N,) log p[true] of each pixel, gathered (not summed against the one-hot)."""
     return ops.take_along_axis(batch.log_probs, ops.expand_dims(batch.labels, -1), axis=-1)[:, 0]

@@ -25,9 +25,13 @@ __all__ = [
 ]
 
 
-def training_metrics(num_classes, ignore_index=None):
-    """[PixelAccuracy, MeanIoU, SoftDice] for `model.compile` (see keras_metrics)."""
-    from kseg.metrics.keras_metrics import training_metrics as _training_metrics
+def training_metrics(num_classes, ignore_index=None, multilabel=False):
+    """[PixelAccuracy, MeanIoU, SoftDice] for `model.compile` (see keras_metrics); their
+    multi-label versions (multilabel_keras) with `multilabel`."""
+    if multilabel:
+        from kseg.metrics.multilabel_keras import training_metrics as _training_metrics
+    else:
+        from kseg.metrics.keras_metrics import training_metrics as _training_metrics
 
     return _training_metrics(num_classes, ignore_index)
 

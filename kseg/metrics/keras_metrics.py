@@ -8,8 +8,8 @@ and derive their result from it with the same algebra as `kseg.metrics.scores`:
 
 Inputs: y_true (B, H, W) integer class indices (uint8 from the data generator; a
 trailing axis of 1 is squeezed), y_pred logits (B, H, W, K) (an integer label map of
-y_true's shape is accepted too). Void pixels (y_true == ignore_index) are removed by
-masking labels, predictions and sample weights alike.
+y_true's shape is accepted too; with K = 2, a binary network's one logit (B, H, W, 1)).
+Void pixels (y_true == ignore_index) are removed by masking labels, predictions and sample weights alike.
 
 Two things differ from the numpy path because a compiled graph cannot raise: labels
 outside [0, K) are dropped like void (the numpy path raises KsegError), and an empty
@@ -48,6 +48,10 @@ def _flat_inputs(y_true, y_pred, sample_weight, num_classes, ignore_index, weigh
     if len(y_true.shape) == len(y_pred.shape) and y_true.shape[-1] == 1 and y_pred.shape[-1] not in (1, None):
         y_true = ops.squeeze(y_true, axis=-1)  # (B, H, W, 1) with logits (B, H, W, K)
     is_logits = len(y_pred.shape) == len(y_true.shape) + 1
+    if is_logits and num_classes == 2 and y_pred.shape[-1] == 1:
+        # A binary network's one sigmoid logit z is the two-class logits [0, z] (kseg.training.task).
+        y_pred = ops.cast(y_pred, "float32")
+        y_pred = ops.concatenate([ops.zeros_like(y_pred), y_pred], axis=-1)
     t = ops.cast(y_true, "int32")
     valid = ops.logical_and(ops.greater_equal(t, 0), ops.less(t, num_classes))
     if ignore_index is not None:
@@ -143,6 +147,18 @@ class MeanIoU(ConfusionMatrixMetric):
 
 
 @register
+class ForegroundIoU(ConfusionMatrixMetric):
+    """IoU of class 1, the foreground of a two-class (binary) set: TP / (TP + FP + FN)."""
+
+    def __init__(self, num_classes=2, ignore_index=None, weighted=False, name="fg_iou", dtype=None):
+        super().__init__(num_classes, ignore_index, weighted, name=name, dtype=dtype)
+
+    def result(self):
+        tp, row, col = self.counts()
+        return ops.divide_no_nan(tp[1], row[1] + col[1] - tp[1])
+
+
+@register
 class SoftDice(keras.metrics.Metric):
     """Soft Dice on softmax probabilities: not the hard Dice of the confusion matrix.
 
@@ -200,10 +216,12 @@ class SoftDice(keras.metrics.Metric):
 
 
 def training_metrics(num_classes, ignore_index=None):
-    """The metrics `kseg fit` logs: [PixelAccuracy "accuracy", MeanIoU "miou", SoftDice "soft_dice"]."""
-    return [
+    """The metrics `kseg fit` logs: [PixelAccuracy "accuracy", MeanIoU "miou", SoftDice "soft_dice"],
+    and ForegroundIoU "fg_iou" for two classes."""
+    metrics = [
         PixelAccuracy(num_classes, ignore_index),
         MeanIoU(num_classes, ignore_index),
         SoftDice(num_classes, ignore_index),
     ]
+    return metrics + ([ForegroundIoU(num_classes, ignore_index)] if num_classes == 2 else [])
 

@@ -15,8 +15,6 @@ Every network takes [0, 255] pixels (`preprocess` does the backbone's normalisat
 holds its backbone as the nested model `encoder` (kseg.models.encoder).
 """
 
-import keras
-
 from kseg.errors import KsegError
 from kseg.models.backbones import BACKBONES
 from kseg.models.deeplabv3 import ASPP_RATES_OS16, aspp
@@ -24,6 +22,7 @@ from kseg.models.deeplabv3plus import decoder as deeplab_decoder
 from kseg.models.encoder import build_encoder, preprocess
 from kseg.models.fpn import fpn_decoder
 from kseg.models.layers import check_args, segmentation_head
+from kseg.models.lazy import keras
 from kseg.models.unet import DECODER_FILTERS, decoder_stage
 from kseg.registry import register_model
 

@@ -20,11 +20,9 @@ which Keras' builtin layers cannot do for sides unknown when the graph is built,
 1/64 (6x8 for a 384x512 frame) the extra cost is nil. Input sides: multiples of 64.
 """
 
-import keras
-from keras import layers
-
 from kseg.errors import KsegError
 from kseg.models.layers import batch_norm, check_args, conv_bn_relu, image_input, segmentation_head
+from kseg.models.lazy import keras, layers
 from kseg.registry import register_model
 
 PLANES, SPP_PLANES, HEAD_PLANES = 32, 128, 64  # the -slim widths (DDRNet-23 doubles them)

@@ -7,9 +7,6 @@ paper's choice and much cheaper; bilinear interpolation commutes with the 1x1 co
 the result is the same.
 """
 
-import keras
-from keras import layers
-
 from kseg.errors import KsegError
 from kseg.models.layers import (
     atrous_conv_bn_relu,
@@ -19,6 +16,7 @@ from kseg.models.layers import (
     image_input,
     segmentation_head,
 )
+from kseg.models.lazy import keras, layers
 from kseg.models.xception import OUTPUT_STRIDES, load_xception_weights, xception_backbone
 from kseg.registry import register_model
 

@@ -14,12 +14,10 @@ The paper's decoder uses separable 3x3 convs with Xception; like kseg's ASPP it 
 regular ones here (same function class, more parameters, faster on a CPU).
 """
 
-import keras
-from keras import layers
-
 from kseg.errors import KsegError
 from kseg.models.deeplabv3 import ASPP_RATES_OS16, aspp
 from kseg.models.layers import check_args, conv_bn_relu, image_input, segmentation_head
+from kseg.models.lazy import keras, layers
 from kseg.models.xception import OUTPUT_STRIDES, load_xception_weights, xception_backbone
 from kseg.registry import register_model
 

@@ -22,12 +22,12 @@ the input's channel count (kseg.models.adapt) for --channels other than 3.
 import os
 import warnings
 
-import keras
 import numpy as np
 
 from kseg.errors import KsegError
 from kseg.models.adapt import adapt_kernel
 from kseg.models.backbones import BACKBONES, STRIDES
+from kseg.models.lazy import keras
 
 ENCODER = "encoder"  # the nested model's name
 

@@ -11,9 +11,8 @@ The paper's group norm is batch norm here, as in every kseg network. Levels are 
 keras-hub's keys (`P2` .. `P5`), never by position.
 """
 
-from keras import layers
-
 from kseg.models.layers import conv_bn_relu
+from kseg.models.lazy import layers
 
 LEVELS = {2: 4, 3: 8, 4: 16, 5: 32}  # P-level -> stride
 

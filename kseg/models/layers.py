@@ -4,10 +4,8 @@ Only builtin keras layers are used anywhere in kseg's networks, so a saved `.ker
 file loads in a bare `import keras` process with `safe_mode=True` and no custom objects.
 """
 
-import keras
-from keras import layers
-
 from kseg.errors import KsegError
+from kseg.models.lazy import keras, layers
 
 ACTIVATIONS = (None, "softmax")
 # Keras' default BN momentum (0.99) leaves the moving statistics near their initial

@@ -13,12 +13,10 @@ last stage at stride 16 with atrous convs; keras.applications' MobileNetV3 has n
 variant, so the head reads stride 32 (one more x2 upsampling, a quarter of the cost).
 """
 
-import keras
-from keras import layers
-
 from kseg.errors import KsegError
 from kseg.models.encoder import build_encoder, preprocess
 from kseg.models.layers import check_args, conv_bn_relu
+from kseg.models.lazy import keras, layers
 from kseg.registry import register_model
 
 HEAD_FILTERS = 128  # the paper's and torchvision's inter_channels

@@ -55,6 +55,10 @@ BN_PARAMS = (
 )
 
 
+def _size(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def read_safetensors(path):
     """`{name: numpy array}` of a .safetensors file (F64/F32/F16/BF16/I64/I32/I16/I8/U8/BOOL)."""
     with open(path, "rb") as f:
@@ -66,6 +70,9 @@ def read_safetensors(path):
         header = json.loads(data[8 : 8 + size])
     except ValueError as exc:
         raise KsegError(f"{path}: not a .safetensors file (header is not JSON: {exc}).") from exc
+    if not isinstance(header, dict):
+        raise KsegError(f"{path}: not a .safetensors file (its header is a JSON {type(header).__name__}, "
+                        f"not an object of tensors).")
     body = memoryview(data)[8 + size :]
     tensors = {}
     for name, info in header.items():
@@ -73,8 +80,10 @@ def read_safetensors(path):
             continue
         try:
             dtype, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+            if not isinstance(dtype, str) or not all(_size(n) for n in (*shape, begin, end)):
+                raise ValueError("a dtype name, and sizes and offsets >= 0")  # not [-2, -2], 1.5, "a"
         except (KeyError, TypeError, ValueError) as exc:
-            raise KsegError(f"{path}: tensor {name!r} has a malformed header entry: {info!r}.") from exc
+            raise KsegError(f"{path}: tensor {name!r} has a malformed header entry: {info!r:.200}.") from exc
         if dtype not in SAFETENSORS_DTYPES:
             raise KsegError(
                 f"{path}: tensor {name!r} has dtype {dtype}; supported: {', '.join(SAFETENSORS_DTYPES)}."

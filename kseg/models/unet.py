@@ -16,11 +16,9 @@ convs and max-pool, BN epsilon 1e-5. Weight shapes and names do not change.
 
 import os
 
-import keras
-from keras import layers
-
 from kseg.errors import KsegError
 from kseg.models.layers import check_args, conv_bn_relu, image_input, segmentation_head
+from kseg.models.lazy import keras, layers
 from kseg.models.pretrained import load_resnet34_weights, resnet34_state_dict
 from kseg.registry import register_model
 

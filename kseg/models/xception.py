@@ -13,12 +13,10 @@ which changes a weight shape:
 
 import os
 
-import keras
-from keras import layers
-
 from kseg.errors import KsegError
 from kseg.models.adapt import adapt_kernel
 from kseg.models.layers import batch_norm
+from kseg.models.lazy import keras, layers
 
 # (block, filters of its separable convs, shortcut). Entry-flow blocks 2-4 and exit
 # block 13 end in a strided max-pool with a 1x1 conv shortcut; middle-flow blocks 5-12

@@ -29,38 +29,64 @@ def run_mode(run, inference=None):
 
 
 def collect_results(runs, log, inference=None):
-    """eval.json of each run; evaluate (and write) those that have none, or, when
-    `inference` is given, those evaluated in another mode."""
-    results = []
+    """`(runs, results)`: eval.json of each run; evaluate (and write) those that have none,
+    or, when `inference` is given, those evaluated in another mode. A run that cannot be
+    evaluated (a truncated best.keras) is left out with a line to `log`, as `kseg eval`
+    leaves it out; the others go on."""
+    from kseg.errors import user_error
+
+    kept, results = [], []
     for run in runs:
+        try:
+            results.append(_result(run, log, inference))
+        except Exception as exc:  # one broken run must not stop the report of the others
+            log(f"{run.name}: cannot evaluate, left out of the report: "
+                f"{user_error(exc).format_message()[:300]}")
+            continue
+        kept.append(run)
+    return kept, results
+
+
+def _result(run, log, inference):
+    """The eval.json of one run for the report (see collect_results); a damaged one, a
+    file kseg derived from the run, is made again."""
+    try:
         result = ev.read_eval(run)
-        mode = run_mode(run, inference)
-        if result is not None and inference and ev.recorded_mode(result) != mode:
-            log(f"{run.name}: eval.json is {result['mode']}, evaluating again ({mode.describe()})")
-            result = None
-        elif result is None:
-            log(f"{run.name}: no eval.json, evaluating now "
-                f"({mode.describe()}, {', '.join(ev.DEFAULT_SPLITS)})")
-        if result is None:
-            result = ev.evaluate_run(run, ev.DEFAULT_SPLITS, log=log, mode=mode)
-            ev.write_eval_json(run, result)
-            tables.write_eval_markdown(run, result)
-        results.append(result)
-    return results
+    except KsegError as exc:
+        log(f"{run.name}: {exc.message}; evaluating again")
+        result = None
+    mode = run_mode(run, inference)
+    if result is not None and inference and ev.recorded_mode(result) != mode:
+        log(f"{run.name}: eval.json is {result['mode']}, evaluating again ({mode.describe()})")
+        result = None
+    elif result is None:
+        log(f"{run.name}: no eval.json, evaluating now "
+            f"({mode.describe()}, {', '.join(ev.DEFAULT_SPLITS)})")
+    if result is None:
+        result = ev.evaluate_run(run, ev.DEFAULT_SPLITS, log=log, mode=mode)
+        ev.write_eval_json(run, result)
+        tables.write_eval_markdown(run, result)
+    return result
 
 
-def curve_figure(runs, fig_dir):
-    """learning_curves.png from each run's history.csv, or None when no run has one."""
+def curve_figure(runs, fig_dir, log=print):
+    """learning_curves.png from each run's history.csv, or None when no run has one. A run
+    whose history.csv is damaged is left out of the figure, with a line to `log`."""
     from kseg.reporting.figures import learning_curves
 
-    histories = {r.name: r.history() for r in runs}
+    histories = {}
+    for r in runs:
+        try:
+            histories[r.name] = r.history()
+        except KsegError as exc:
+            log(f"{r.name}: left out of the learning curves: {exc.message}")
     histories = {k: v for k, v in histories.items() if v}
     if not histories:
         return None
     return learning_curves(histories, fig_dir / "learning_curves.png", title="Learning curves")
 
 
-def sample_figures(runs, fig_dir, count=3, log=print, inference=None):
+def sample_figures(runs, fig_dir, count=3, log=print, inference=None, claim=None):
     """One panel per sample frame, predictions of every run that shares the first run's classes."""
     from kseg.data.io import display_rgb, read_image, read_mask
     from kseg.inference.frames import predict_labels
@@ -82,15 +108,22 @@ def sample_figures(runs, fig_dir, count=3, log=print, inference=None):
     channels = first.config.get("channels", 3)  # what its images hold (kseg fit --channels)
     same = [r for r in runs
             if tuple(r.spec.classes) == tuple(spec.classes) and r.config.get("channels", 3) == channels]
-    models = {r.name: (r.load_model("best"), r.stride, run_mode(r, inference)) for r in same}
+    models = {}
+    for r in same:
+        try:
+            models[r.name] = (r.load_model("best"), r.stride, run_mode(r, inference))
+        except KsegError as exc:  # eval.json was there, but the checkpoint is damaged now
+            log(f"{r.name}: left out of the sample figures: {exc.message}")
     paths = []
     for n, i in enumerate(picks, 1):
         pair = pairs[i]
         image, truth = read_image(pair.image, channels), read_mask(pair.mask, spec)
-        preds = {name: predict_labels(model, image, stride, mode)
+        preds = {name: predict_labels(model, image, stride, mode, multilabel=spec.multilabel)
                  for name, (model, stride, mode) in models.items()}
         image = display_rgb(image)
         path = fig_dir / f"sample_{n}_{Path(pair.image).stem}.png"
+        if claim is not None:
+            claim(path)
         paths.append(sample_panel(image, truth, preds, spec, path, title=f"{split}: {Path(pair.image).name}"))
     return paths
 
@@ -104,7 +137,10 @@ def _config_rows(run):
 
 
 def _env_rows(run):
-    env = run.optional_env()
+    try:
+        env = run.optional_env()
+    except KsegError as exc:  # env.json is description only: the report goes on without it
+        return [["env.json", exc.message]]
     return [[k, _short(v)] for k, v in env.items()]
 
 
@@ -120,14 +156,21 @@ def build_report(runs_root, out_dir=None, samples=3, log=print, inference=None):
     the panels), or a dict of `patches` (bool), `window`, `overlap` and `tta`.
     """
     from kseg.atomic import write_text
+    from kseg.writes import OutputFolder
 
     runs = resolve_runs([], runs_root, all_runs=True, log=log)
     out_dir = Path(out_dir) if out_dir else Path(runs_root) / "report"
     fig_dir = out_dir / "figures"
+    # The write policy (kseg.writes): a user's report.md in --out is never replaced.
+    folder = OutputFolder(out_dir)
+    folder.claim(["report.md", "report.html", "figures/learning_curves.png"])
     fig_dir.mkdir(parents=True, exist_ok=True)
-    results = collect_results(runs, log, inference)
-    curves = curve_figure(runs, fig_dir)
-    panels = sample_figures(runs, fig_dir, samples, log, inference)
+    runs, results = collect_results(runs, log, inference)
+    if not runs:
+        raise KsegError(f"{runs_root}: no run could be evaluated (see the lines above); nothing to report")
+    curves = curve_figure(runs, fig_dir, log)
+    claim = lambda path: folder.claim([path.relative_to(out_dir).as_posix()])  # noqa: E731
+    panels = sample_figures(runs, fig_dir, samples, log, inference, claim)
     sections = _sections(runs, results, [p for p in [curves, *panels] if p], out_dir)
     write_text(out_dir / "report.md", _to_markdown(sections))
     write_text(out_dir / "report.html", _to_html(sections))

@@ -13,6 +13,8 @@ from kseg.data.readers import SPLITS
 # Table I columns, in the study's order plus soft Dice (the study's "Dice" differs
 # from its F1, so it was presumably soft; we report both, see docs/metrics.md).
 METRICS = ("loss", "accuracy", "f1", "dice", "soft_dice", "specificity", "sensitivity", "miou")
+# Beside them for two-class (binary) runs: the foreground class's own scores.
+FOREGROUND = ("fg_iou", "fg_dice", "fg_precision", "fg_recall")
 
 
 def result_splits(results):
@@ -27,8 +29,9 @@ def table1(results, split):
     80-column terminal for up to five runs). A run without this split shows dashes.
     """
     columns = ["metric", *(r["run"] for r in results)]
-    rows = [[m, *(_num(r["splits"][split][m]) if split in r["splits"] else None for r in results)]
-            for m in METRICS]
+    scored = [r["splits"].get(split, {}) for r in results]
+    shown = METRICS + tuple(m for m in FOREGROUND if any(m in s for s in scored))
+    rows = [[m, *(_num(s[m]) if m in s else None for s in scored)] for m in shown]
     return columns, rows
 
 

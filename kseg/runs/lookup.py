@@ -59,11 +59,38 @@ def data_root(run, override=None):
     return Path(data)
 
 
-def open_split_pairs(run, override=None):
-    """(root, {split: pairs}) for the run's dataset, read with the run's own spec."""
+def open_split_pairs(run, override=None, other_classes=False):
+    """(root, {split: pairs}) for the run's dataset, read with the run's own spec.
+
+    A dataset that names other classes than the run's (its kseg.json, or a named layout)
+    is refused unless `other_classes`: its masks would be scored as the run's classes.
+    """
     from kseg.data.readers import open_dataset
 
     root = data_root(run, override)
     if not root.exists():
         raise KsegError(f"{root}: dataset of run {run.name} not found; pass --data DIR")
-    return root, open_dataset(root, spec=run.spec).splits
+    dataset = open_dataset(root, spec=run.spec)
+    if not other_classes:
+        check_same_classes(run, dataset)
+    return root, dataset.splits
+
+
+def check_same_classes(run, dataset):
+    """KsegError when `dataset` declares classes that differ from those `run` learnt."""
+    from kseg.data import layouts
+    from kseg.data.readers import resolve_spec
+
+    if not (dataset.root / "kseg.json").is_file() and dataset.layout not in layouts.LAYOUTS:
+        return  # the dataset names no classes of its own: its masks are read as the run's
+    own = resolve_spec(dataset.root, dataset.layout, dataset.splits)[0].classes  # (spec, origin)
+    mine = run.spec.classes
+    if tuple(own) != tuple(mine):
+        raise KsegError(f"{dataset.root}: its {len(own)} classes ({_few(own)}) are not the {len(mine)} "
+                        f"{run.name} was trained on ({_few(mine)}); its scores would compare unrelated "
+                        f"labels. Evaluate on the run's own dataset, or pass --other-classes "
+                        f"(other_classes=True) to score it with the run's classes anyway.")
+
+
+def _few(names, count=4):
+    return ", ".join(names[:count]) + (", ..." if len(names) > count else "")

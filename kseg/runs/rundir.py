@@ -18,13 +18,13 @@ that `RunDir.recover()` finishes or discards on the next start.
 
 import csv
 import io
-import json
 import os
 import re
 from pathlib import Path
 
 from kseg import atomic
 from kseg.errors import KsegError
+from kseg.runs.readback import check_config, parse_history, read_json, warnings_held
 from kseg.runs.state import RunState
 
 HISTORY_COLUMNS = (
@@ -32,6 +32,14 @@ HISTORY_COLUMNS = (
     "val_loss", "val_accuracy", "val_miou", "val_soft_dice", "lr", "seconds",
 )  # fmt: skip
 _PENDING = re.compile(r"^\.(last|best)\.e(\d+)\.keras$")
+# kseg.atomic's temporary files of this folder's files (".state.k2j4x9q1.json", and of a
+# pending checkpoint "..last.e0003.k2j4x9q1.keras"): left by a writer that was killed.
+_TEMPORARY = re.compile(r"^\.\.?(config|env|state|history|eval|last|best)(\.e\d+)?\.[\w-]+"
+                        r"\.(json|csv|md|keras)$")
+
+# Logged only by the runs that have them (two-class runs: the foreground's IoU), after
+# HISTORY_COLUMNS, so every other run's history.csv keeps its columns.
+OPTIONAL_COLUMNS = ("fg_iou", "val_fg_iou")
 
 
 class RunDir:
@@ -65,16 +73,21 @@ class RunDir:
 
     @property
     def config(self):
-        return _read_json(self.config_path)
+        """config.json as a dict, its keys checked (kseg.runs.readback.check_config)."""
+        return check_config(read_json(self.config_path), self.config_path)
 
     @property
     def env(self):
-        return _read_json(self.env_path)
+        """env.json as a dict (a file that is not a JSON object is a KsegError naming it)."""
+        env = read_json(self.env_path)
+        if not isinstance(env, dict):
+            raise KsegError(f"{self.env_path}: expected a JSON object; restore the file from a copy")
+        return env
 
     @property
     def state(self):
-        """state.json as a `RunState`."""
-        return RunState.from_dict(_read_json(self.state_path))
+        """state.json as a `RunState` (checked: a damaged file names its field)."""
+        return RunState.from_dict(read_json(self.state_path), where=self.state_path)
 
     def optional_state(self):
         """The state, or a blank `RunState` when state.json is missing (hand-made runs)."""
@@ -87,11 +100,15 @@ class RunDir:
     @property
     def stride(self):
         """What whole frames are padded to: config["stride"], else the registry's."""
-        if self.config.get("stride"):
-            return int(self.config["stride"])
+        config = self.config
+        if config.get("stride"):
+            return int(config["stride"])
+        if not config.get("arch"):
+            raise KsegError(f"{self.config_path}: has neither 'stride' nor 'arch'; restore the file from "
+                            f"a copy, or train the run again (kseg fit --name NEW)")
         from kseg.registry import get_entry
 
-        return get_entry(self.config["arch"]).stride
+        return get_entry(config["arch"]).stride
 
     def grid(self, default=(4, 4)):
         """(grid, patch) of the study's patch grid: the run's own, or `default` for crop runs."""
@@ -113,8 +130,7 @@ class RunDir:
         """The finished epochs as a list of dicts (numbers as float, `epoch` as int)."""
         if not self.history_path.is_file():
             return []
-        with open(self.history_path, newline="") as f:
-            return [_parse_row(row) for row in csv.DictReader(f)]
+        return parse_history(self.history_path, HISTORY_COLUMNS)
 
     def load_model(self, which="best"):
         """The checkpoint `which` ("best" or "last") as an uncompiled keras model."""
@@ -126,7 +142,8 @@ class RunDir:
         if not path.is_file():
             raise KsegError(f"{path} does not exist; train the run first (kseg fit).")
         try:
-            return keras.saving.load_model(path, compile=False)
+            with warnings_held():
+                return keras.saving.load_model(path, compile=False)
         except Exception as exc:  # a truncated or foreign file raises many types
             raise KsegError(f"{path}: cannot load model ({type(exc).__name__}: {exc})") from None
 
@@ -144,10 +161,11 @@ class RunDir:
     def write_history(self, rows):
         """Write all `rows` at once (atomically), so the file is never half a row long."""
         buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=HISTORY_COLUMNS, extrasaction="ignore", lineterminator="\n")
+        columns = HISTORY_COLUMNS + tuple(k for k in OPTIONAL_COLUMNS if any(k in row for row in rows))
+        writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: _fmt_cell(row.get(k)) for k in HISTORY_COLUMNS})
+            writer.writerow({k: _fmt_cell(row.get(k)) for k in columns})
         atomic.write_text(self.history_path, buf.getvalue())
 
     def recover(self):
@@ -165,7 +183,8 @@ class RunDir:
                 continue
             match = _PENDING.match(entry.name)
             if not match:
-                entry.unlink()  # a temporary file of a writer that was killed (atomic.py)
+                if _TEMPORARY.match(entry.name):  # other hidden files are not kseg's to delete
+                    entry.unlink()
                 continue
             which, epoch = match.group(1), int(match.group(2))
             committed = epoch == state.epoch and (which == "last" or epoch == state.best_epoch)
@@ -176,33 +195,9 @@ class RunDir:
         return state
 
 
-def _read_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise KsegError(f"{path} does not exist; is {Path(path).parent} a kseg run directory?") from None
-    except json.JSONDecodeError as exc:
-        raise KsegError(f"{path} is not valid JSON ({exc}); delete the run or restore the file.") from None
-
-
 def _fmt_cell(value):
     if value is None:
         return ""
     if isinstance(value, float):
         return repr(value)  # shortest text that reads back as the same float
     return str(value)
-
-
-def _parse_row(row):
-    out = {}
-    for key, text in row.items():
-        if key == "epoch":
-            out[key] = int(text)
-        elif text in ("", None):
-            out[key] = None
-        else:
-            try:
-                out[key] = float(text)
-            except ValueError:
-                out[key] = text
-    return out

@@ -27,9 +27,10 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from kseg import atomic
+from kseg import atomic, compat
 from kseg.errors import KsegError
 from kseg.runs import HISTORY_COLUMNS, timestamp
+from kseg.runs.rundir import OPTIONAL_COLUMNS
 from kseg.training.checkpoints import save_checkpoint
 
 
@@ -175,6 +176,7 @@ class RunRecorder(keras.callbacks.Callback):
                 raise NonFiniteLoss(f"{key} became {logs[key]} at epoch {epoch + 1}")
         e = epoch + 1
         row = {k: logs.get(k) for k in HISTORY_COLUMNS}
+        row.update({k: logs[k] for k in OPTIONAL_COLUMNS if k in logs})
         row.update(epoch=e, lr=self._lr, seconds=round(time.perf_counter() - self._t0, 3))
         value = logs.get(self.monitor)
         improved = self._improved(value)
@@ -239,20 +241,14 @@ class RunTensorBoard(keras.callbacks.TensorBoard):
     def __init__(self, run, recorder, **kwargs):
         super().__init__(log_dir=str(Path(run.path) / "tensorboard"), **kwargs)
         self.recorder = recorder
-        self._epoch_lr = None
 
     def on_epoch_end(self, epoch, logs=None):
-        rows = self.recorder.rows
-        self._epoch_lr = rows[-1]["lr"] if rows and rows[-1]["epoch"] == epoch + 1 else None
-        super().on_epoch_end(epoch + 1, logs)
-
-    def _collect_learning_rate(self, logs):
-        # Keras reads the optimizer, whose rate a plateau may already have lowered for
+        # Keras logs the optimizer's rate, which a plateau may already have lowered for
         # the next epoch; log the rate this epoch trained at, as history.csv does.
-        logs = super()._collect_learning_rate(logs)
-        if self._epoch_lr is not None:
-            logs["learning_rate"] = self._epoch_lr
-        return logs
+        rows = self.recorder.rows
+        rate = rows[-1]["lr"] if rows and rows[-1]["epoch"] == epoch + 1 else None
+        with compat.tensorboard_learning_rate(self, rate):
+            super().on_epoch_end(epoch + 1, logs)
 
 
 def current_lr(model):

@@ -2,12 +2,14 @@
 another checkpoint (`--init-from`) or from pretrained encoder weights (`--encoder-weights`)."""
 
 import inspect
+import json
 import tempfile
 import zipfile
 from pathlib import Path
 
 from kseg.errors import KsegError
 from kseg.runs import RunDir
+from kseg.runs.readback import warnings_held
 
 # Builder argument that takes a local weights file, per built-in network.
 ENCODER_WEIGHTS_ARG = ("encoder_weights", "weights")
@@ -17,15 +19,23 @@ def create(cfg, spec):
     """The registered network of `cfg` for (H, W, cfg.channels) inputs, with its --model-arg and
     --encoder-weights (whose first conv is adapted to the channels, kseg.models.adapt)."""
     from kseg import registry
+    from kseg.training.task import logit_channels
 
     kwargs = dict(cfg.model_kwargs)
     if cfg.encoder_weights:
         kwargs[_weights_arg(cfg.arch)] = cfg.encoder_weights
     try:
-        return registry.create_model(cfg.arch, num_classes=spec.num_classes,
+        return registry.create_model(cfg.arch, num_classes=logit_channels(cfg.task, spec),
                                      input_shape=(None, None, cfg.channels), **kwargs)
-    except TypeError as exc:
-        raise KsegError(f"{cfg.arch} rejected --model-arg {cfg.model_kwargs}: {exc}") from None
+    except KsegError:  # the builder's own check (kseg.models.layers.check_args) said it
+        raise
+    except (TypeError, ValueError) as exc:
+        # With --model-arg, a builder that does not check its arguments fails inside Keras
+        # (filters=-1): the user's value, not a bug. Without one, it is a bug: re-raised.
+        if isinstance(exc, ValueError) and not cfg.model_kwargs:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KsegError(f"{cfg.arch} rejected --model-arg {cfg.model_kwargs}: {first}") from None
 
 
 def _weights_arg(arch):
@@ -46,38 +56,38 @@ def save_checkpoint(model, path):
     load, so a checkpoint that held them would not load in a bare `import keras`
     process. Resuming never needs it: `load_checkpoint` reads weights and optimizer
     state into a model kseg compiled itself.
-    """
-    compile_config = model.__dict__.pop("_compile_config", None)  # read by get_compile_config()
-    try:
-        _save_through_folder(model, Path(path))
-    finally:
-        if compile_config is not None:
-            model.__dict__["_compile_config"] = compile_config
-
-
-def _save_through_folder(model, path):
-    """`model.save(path)` for a .keras path, with the weights streamed to disk.
 
     Keras builds a .keras file's weights in memory (an h5 file in a BytesIO) before it
     zips them: for U-Net with its Adam state that is 280 MB on top of the training
     run's peak at every epoch. Saved as a folder (`zipped=False`) the same h5 file goes
-    straight to disk, and a .keras file is that folder zipped, stored uncompressed as
-    Keras writes it, so `keras.saving.load_model` reads the result like its own.
+    straight to disk; the .keras file is that folder zipped, stored uncompressed as Keras
+    writes it, so `keras.saving.load_model` reads the result like its own.
     """
+    path = Path(path)
     with tempfile.TemporaryDirectory(dir=path.parent, prefix=".saving-") as tmp:
         folder = Path(tmp) / "model"
         model.save(folder, zipped=False)
+        _drop_compile_config(folder / "config.json")
         with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
             for file in sorted(folder.rglob("*")):  # metadata.json, config.json, model.weights.h5, assets/
                 if file.is_file():
                     archive.write(file, file.relative_to(folder).as_posix())
 
 
+def _drop_compile_config(config_file):
+    """Remove the top-level "compile_config" of a saved model's config.json: what Keras
+    writes for a model that was never compiled (the .keras format, Keras 3.0 on)."""
+    config = json.loads(config_file.read_text())
+    if config.pop("compile_config", None) is not None:
+        config_file.write_text(json.dumps(config))
+
+
 def load_checkpoint(model, path):
     """Weights and optimizer state of `path` into the compiled `model`."""
     model.optimizer.build(model.trainable_variables)
     try:
-        model.load_weights(path)
+        with warnings_held():
+            model.load_weights(path)
     except ValueError as exc:
         raise KsegError(f"{path} does not fit {model.name} with {model.output_shape[-1]} classes "
                         f"({str(exc).splitlines()[0]}); use --name for a new run.") from None
@@ -107,6 +117,7 @@ def _load(path):
     import keras
 
     try:
-        return keras.saving.load_model(path, compile=False)
+        with warnings_held():
+            return keras.saving.load_model(path, compile=False)
     except Exception as exc:  # a truncated or foreign file raises many types
         raise KsegError(f"--init-from {path}: cannot load ({type(exc).__name__}: {exc})") from None

@@ -10,19 +10,35 @@ anything heavy is imported; each error names the option and the allowed values.
 """
 
 import dataclasses
-import numbers
-import typing
 from pathlib import Path
 
 from kseg.errors import KsegError
 from kseg.parsing import parse_hw, parse_key_values, parse_range
+from kseg.validation import TYPE_WORDS, check_fields, field_kinds, fits, number, short
 
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 SCHEDULES = ("plateau", "poly", "cosine")  # kseg.training.schedules
+TASKS = ("auto", "binary", "multiclass", "multilabel")  # kseg.training.task
 VALIDATION = ("val", "80/20")  # --split: validate on val/, or on 20 % of the training patches
 # May differ when a run is continued: they do not change what epochs 1..k were.
 RESUMABLE_CHANGES = ("epochs", "lr", "jit", "distribute", "deterministic", "init_from", "frame_cache_mb",
                      "tensorboard", "workers")
+
+
+# (low, high, low excluded) of each number (None: no bound); the highs are far above any
+# real run and keep a typo (--epochs 1e12, --patch 100000) from reaching Keras as an
+# overflow or a huge array. A rate too large to train ends in the NaN-loss stop instead.
+NUMBER_RANGES = {
+    "epochs": (1, 10**6, False), "batch_size": (1, 2**16, False), "patch": (1, 2**15, False),
+    "crops_per_image": (1, 2**16, False), "channels": (1, 64, False), "seed": (0, 2**32 - 1, False),
+    "plateau_patience": (0, 10**6, False), "lr": (0, None, True), "weight_decay": (0, None, False),
+    "warmup_epochs": (0, 10**6, False), "plateau_factor": (0, 0.999, True),
+    "frame_cache_mb": (0, 2**30, False), "class_uniform": (0, 1, False),
+    "freeze_encoder_epochs": (0, 10**6, False), "encoder_lr_mult": (0, None, True),
+}  # fmt: skip
+MAX_WORKERS = 64  # threads building batches; more only add memory (kseg.training.data.pick_workers)
+WHOLE_NUMBERS = ("epochs", "batch_size", "patch", "crops_per_image", "channels", "seed", "plateau_patience",
+                 "freeze_encoder_epochs")
 
 
 def option(default, help, flag=None, kind=None, **extra):
@@ -54,6 +70,8 @@ class FitConfig:
                        "(ce+dice, ce:1,lovasz:0.5).", "--loss", str, metavar="SPEC")
     class_weights: bool = option(False, "Weight the loss by median frequency balancing.", "--class-weights",
                                  "flag")
+    task: str = option("auto", "binary (one sigmoid logit), multiclass (softmax), multilabel (a sigmoid "
+                       "per class), or auto: from the dataset.", "--task", str)
     schedule: str = option("plateau", "LR schedule: plateau, poly or cosine.", "--schedule", str)
     warmup_epochs: float = option(0.0, "Linear LR warmup, in epochs (fractions allowed).", "--warmup", float)
     plateau_factor: float = option(0.1, "LR multiplier on a plateau (Keras' default).", "--plateau-factor",
@@ -105,7 +123,7 @@ class FitConfig:
                                     "--encoder-lr-mult", float, metavar="FRACTION")
     # MiB of decoded train+val frames kept in memory; the rest are decoded once into an
     # unlinked temporary file and read back from the page cache (kseg.data.spill).
-    # Measured on CamVid (docs/benchmarks.md): keeps `kseg fit unet` under 2 GB.
+    # Measured on CamVid (benchmarks/LOG.md): keeps `kseg fit unet` under 2 GB.
     frame_cache_mb: float = option(64, "MiB of decoded frames kept in memory; the rest are decoded once "
                                    "into a temporary file (at most half the free space of $TMPDIR).",
                                    "--frame-cache", float, metavar="MIB")
@@ -138,13 +156,7 @@ class FitConfig:
         self._check_numbers()
         self._check_choices()
         if isinstance(self.augment, dict):
-            from kseg.data.augment import AugmentConfig
-
-            try:
-                AugmentConfig(**self.augment)
-            except TypeError as exc:
-                raise KsegError(f"augment: {exc}; allowed keys: rotation, width_shift, height_shift, "
-                                f"zoom, hflip.") from None
+            check_augment(self.augment)
         for key in ("init_from", "encoder_weights"):
             path = getattr(self, key)
             if check_files and path not in (None, "imagenet") and not Path(path).exists():
@@ -152,27 +164,15 @@ class FitConfig:
         return self
 
     def _check_numbers(self):
-        for key in ("epochs", "batch_size", "patch", "crops_per_image", "channels"):
-            if int(getattr(self, key)) < 1:
-                raise KsegError(f"{_flag(key)} must be >= 1. Received: {getattr(self, key)}")
+        for key, (low, high, low_open) in NUMBER_RANGES.items():
+            number(getattr(self, key), _flag(key), low, high, low_open, integer=key in WHOLE_NUMBERS)
         workers = str(self.workers).strip()
-        if workers != "auto" and not workers.isdecimal():  # "-1", "abc", 1.5
-            raise KsegError(f"--workers must be auto or a whole number >= 0. Received: {self.workers}")
+        if workers != "auto" and not (workers.isdecimal() and int(workers) <= MAX_WORKERS):  # not -1, 1.5
+            raise KsegError(f"--workers must be auto or a whole number from 0 to {MAX_WORKERS}. "
+                            f"Received: {self.workers}")
         self.workers = workers if workers == "auto" else int(workers)
-        for key in ("frame_cache_mb", "weight_decay", "warmup_epochs"):
-            if not getattr(self, key) >= 0:
-                raise KsegError(f"{_flag(key)} must be >= 0. Received: {getattr(self, key)}")
-        if not self.lr > 0:
-            raise KsegError(f"--lr must be > 0. Received: {self.lr}")
-        if self.freeze_encoder_epochs < 0 or not self.encoder_lr_mult > 0:
-            raise KsegError(f"--freeze-encoder-epochs must be >= 0 and --encoder-lr-mult > 0. Received: "
-                            f"{self.freeze_encoder_epochs} and {self.encoder_lr_mult}")
-        if not 0 < self.plateau_factor < 1:
-            raise KsegError(f"--plateau-factor must be in (0, 1). Received: {self.plateau_factor}")
         if self.scale is not None and self.grid is not None:
             raise KsegError("--scale jitters random crops; add --crops (or drop --scale).")
-        if not 0 <= self.class_uniform <= 1:
-            raise KsegError(f"--class-uniform must be in [0, 1]. Received: {self.class_uniform}")
         if self.class_uniform and self.grid is not None:
             raise KsegError("--class-uniform places random crops; add --crops (or drop --class-uniform).")
 
@@ -180,7 +180,8 @@ class FitConfig:
         from kseg.losses import parse_loss
 
         parse_loss(self.loss)  # raises a KsegError naming the bad term
-        for key, allowed in (("split", VALIDATION), ("precision", PRECISIONS), ("schedule", SCHEDULES)):
+        for key, allowed in (("split", VALIDATION), ("precision", PRECISIONS), ("schedule", SCHEDULES),
+                             ("task", TASKS)):
             if getattr(self, key) not in allowed:
                 raise KsegError(f"Unknown {_flag(key)} {getattr(self, key)!r}. "
                                 f"Choose one of: {', '.join(allowed)}.")
@@ -207,41 +208,49 @@ class FitConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d):
-        """From a saved config.json (run-only keys such as `spec` are dropped)."""
+    def from_dict(cls, d, where="config.json"):
+        """From a saved config.json (run-only keys such as `spec` are dropped); a value
+        that fails a check names `where` (the file) and the field."""
         names = {f.name for f in dataclasses.fields(cls)}
         kwargs = {k: v for k, v in d.items() if k in names}
-        return cls(**kwargs).validate(check_files=False)
+        try:
+            return cls(**kwargs).validate(check_files=False)
+        except KsegError as exc:
+            raise KsegError(f"{where}: {exc.message}; restore the file from a copy, or start afresh "
+                            f"with --name NEW") from None
 
 
 def check_types(settings, where=""):
     """Each value's type must fit its field's annotation, so that a config file's
     "epochs": "abc" or "photometric": "no" is an error naming the key, not a crash later
-    or a string taken as true. `settings` holds FitConfig fields only; `where` prefixes
-    the message (a file's name)."""
-    annotations = {f.name: f.type for f in dataclasses.fields(FitConfig)}
+    or a string taken as true, and "lr": Infinity is refused (numbers must be finite).
+    `settings` holds FitConfig fields only; `where` prefixes the message (a file's name)."""
+    kinds = field_kinds(FitConfig)
     for key, value in settings.items():
-        allowed = typing.get_args(annotations[key]) or (annotations[key],)  # int | None -> (int, None)
-        if not any(_fits(value, kind) for kind in allowed):
-            wanted = " or ".join(_TYPE_WORDS[kind] for kind in allowed)
-            raise KsegError(f"{where}{key} must be {wanted}. Received: {value!r}")
+        if not any(fits(value, kind) for kind in kinds[key]):
+            wanted = " or ".join(TYPE_WORDS[kind] for kind in kinds[key])
+            raise KsegError(f"{where}{key} must be {wanted}. Received: {short(value)}")
 
 
-# What each annotated type accepts; tuples (grid, scale) also come as text ("4x4", "0.5:2").
-_TYPE_WORDS = {int: "a whole number", float: "a number", bool: "true or false", str: "text",
-               tuple: "text or a list", dict: "an object", type(None): "null"}
+def check_augment(ranges):
+    """A dict of AugmentConfig ranges ({"rotation": 15, "zoom": 0.1}): known keys, numbers
+    of the right type, each in its range (a rotation of -1e9 degrees or a zoom of 5, whose
+    scale 1 - 5 is negative, would reach the warp as nonsense)."""
+    from kseg.data.augment import AugmentConfig
+
+    allowed = ", ".join(f.name for f in dataclasses.fields(AugmentConfig))
+    unknown = sorted(set(ranges) - {f.name for f in dataclasses.fields(AugmentConfig)})
+    if unknown:
+        raise KsegError(f"augment: unknown key {unknown[0]!r}; allowed keys: {allowed}.")
+    check_fields(AugmentConfig, ranges, "augment")
+    for key, high in AUGMENT_RANGES.items():
+        if key in ranges:
+            number(ranges[key], f"augment: {key}", low=0, high=high)
 
 
-def _fits(value, kind):
-    if kind is bool or isinstance(value, bool):  # bool is an int to Python, not to a user
-        return kind is bool and isinstance(value, bool)
-    if kind is int:
-        return isinstance(value, numbers.Integral)
-    if kind is float:
-        return isinstance(value, numbers.Real)
-    if kind is tuple:
-        return isinstance(value, (tuple, list, str))
-    return isinstance(value, kind)
+# The largest value of each AugmentConfig range that makes sense: degrees, fractions of the
+# patch for shifts, and a zoom below 1 (the scale is drawn from [1 - zoom, 1 + zoom]).
+AUGMENT_RANGES = {"rotation": 180, "width_shift": 1, "height_shift": 1, "zoom": 0.99}
 
 
 def fields():

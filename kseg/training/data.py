@@ -40,6 +40,7 @@ def training_datasets(cfg, dataset, workers):
     # every epoch in random order), validation frames get what is left.
     train_frames = patches.Frames(train_pairs, dataset.spec, cache_mb=cfg.frame_cache_mb,
                                   channels=cfg.channels)
+    check_grid(train_frames, cfg.grid)
     train = patches.PatchDataset(train_frames, augment=cfg.augment, photometric=cfg.photometric,
                                  scale=cfg.scale, class_uniform=cfg.class_uniform, shuffle=True,
                                  **common)
@@ -56,7 +57,19 @@ def training_datasets(cfg, dataset, workers):
     # Validation always sees the grid or plain crops: no jitter, and the same crops every
     # epoch (_same_every_epoch), so epochs compare.
     val = patches.PatchDataset(val_pairs, shuffle=False, cache_mb=val_budget, channels=cfg.channels, **common)
+    check_grid(val.frames, cfg.grid)
     return train, _same_every_epoch(val), train_pairs + val_pairs
+
+
+def check_grid(frames, grid):
+    """--grid RxC cuts each frame into R rows and C columns of cells: a frame with fewer
+    rows or columns of pixels than that would leave cells without a pixel."""
+    if grid is None:
+        return
+    for (h, w), pair in zip(frames.shapes, frames.pairs, strict=True):
+        if h < grid[0] or w < grid[1]:
+            raise KsegError(f"--grid {grid[0]}x{grid[1]}: {pair.mask} is only {h}x{w} pixels; use a grid of "
+                            f"at most {min(h, grid[0])}x{min(w, grid[1])} cells, or --crops.")
 
 
 def pick_workers(requested, cpus=None):
@@ -101,7 +114,7 @@ def first_batches(train, val, max_steps):
     Cut here rather than with fit's validation_steps, so that a capped epoch goes
     through its iterators as a whole one does: with validation_steps, Keras tore down a
     partly read validation iterator at every evaluate (stalls of 10-40 s on the 2-core
-    CPU), which whole epochs never do (docs/benchmarks.md, run G). The cut training
+    CPU), which whole epochs never do (benchmarks/LOG.md). The cut training
     data then runs through RunBatches like the whole one.
     """
     if not max_steps:
@@ -157,7 +170,7 @@ class RunBatches(BatchView):
 
     Why: given a finite dataset, Keras opens a new tf.data iterator at each epoch's end
     and another at the next one's start, and drops the old ones. On a 2-core Intel
-    Xeon that stalled epoch starts by 7-48 s (docs/benchmarks.md, run I). Endless, not
+    Xeon that stalled epoch starts by 7-48 s (benchmarks/LOG.md). Endless, not
     n x epochs long: Keras' loader threads (workers >= 2) restart a finite dataset's
     indices at every epoch, an endless one's never. Read-ahead past the last epoch
     builds a few batches that are never trained on.

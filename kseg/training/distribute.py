@@ -22,6 +22,7 @@ import os
 
 import keras
 
+from kseg import compat
 from kseg.errors import KsegError
 from kseg.training.data import BatchView
 
@@ -59,7 +60,7 @@ def tf_strategy():
         import tensorflow as tf
 
         if _tf_config_workers() > 1:
-            _tf_strategy = _multi_worker_strategy()
+            _tf_strategy = compat.multi_worker_strategy()
         else:
             devices = tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("CPU")
             _tf_strategy = tf.distribute.MirroredStrategy(devices=[d.name for d in devices])
@@ -67,34 +68,6 @@ def tf_strategy():
 
 
 _tf_strategy = None
-
-
-def _multi_worker_strategy():
-    """MultiWorkerMirroredStrategy that lets Keras 3 build a model from a distributed batch.
-
-    Before `fit`, Keras' TF trainer reduces one whole distributed (x, y) batch with a
-    single `strategy.reduce` call, only to read its shapes and dtypes for a symbolic
-    build (`_maybe_symbolic_build`, keras/src/backend/tensorflow/trainer.py).
-    MirroredStrategy maps over such a nest; MultiWorkerMirroredStrategy does not and fails
-    with "Attempt to convert a value (PerReplica ...) to a Tensor" (keras-team/keras#20585),
-    and reducing leaf by leaf fails on the uint8 labels, which collective all-reduce does
-    not take. So a nest gets this worker's first replica's values (same shapes and dtypes).
-    Keras then averages each step's losses and metrics with `reduce("MEAN", v, axis=0)`,
-    which fails on scalars ("Invalid reduction dimension 0"); for a scalar the axis is
-    dropped, which averages over all replicas as MirroredStrategy's path does.
-    """
-    import tensorflow as tf
-
-    class NestedReduce(tf.distribute.MultiWorkerMirroredStrategy):
-        def reduce(self, reduce_op, value, axis):
-            if isinstance(value, (tuple, list, dict)):
-                return tf.nest.map_structure(lambda v: self.experimental_local_results(v)[0], value)
-            if axis is not None and self.experimental_local_results(value)[0].shape.rank == 0:
-                axis = None
-            return super().reduce(reduce_op, value, axis)
-
-    NestedReduce.__name__ = NestedReduce.__qualname__ = "MultiWorkerMirroredStrategy"
-    return NestedReduce()
 
 
 def jax_distribution():
@@ -132,7 +105,8 @@ def topology(batch_size, enabled=True):
     backend = keras.backend.backend()
     if backend == "tensorflow":
         strategy = tf_strategy()
-        name, replicas = type(strategy).__name__, strategy.num_replicas_in_sync
+        name = getattr(strategy, "display_name", type(strategy).__name__)
+        replicas = strategy.num_replicas_in_sync
         workers, index = max(1, _tf_config_workers()), _tf_worker_index()
         devices = list(strategy.extended.worker_devices)
     elif backend == "jax":

@@ -5,6 +5,8 @@ import platform
 import sys
 from pathlib import Path
 
+from kseg import compat
+
 # CPU features that change which kernels run (and so speed and rounding); recorded with
 # every figure (env.json, kseg bench).
 CPU_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "avx512_vnni", "amx_bf16", "amx_tile", "fma")
@@ -69,15 +71,8 @@ def environment(fingerprint=None, **extra):
 def onednn(backend="tensorflow"):
     """Whether TensorFlow runs oneDNN's CPU kernels: by default only on CPUs with
     AVX512_VNNI, AVX512_BF16 or AMX (TF_ENABLE_ONEDNN_OPTS overrides). It decides
-    whether XLA wins on a CPU (docs/benchmarks.md, run J). None off TensorFlow."""
-    if backend != "tensorflow":
-        return None
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-
-        return bool(_pywrap_util_port.IsMklEnabled())
-    except Exception:  # a private module: an informational field must never stop training
-        return None
+    whether XLA wins on a CPU (benchmarks/LOG.md). None off TensorFlow."""
+    return compat.onednn_enabled() if backend == "tensorflow" else None
 
 
 def _devices(backend):

@@ -5,7 +5,7 @@ activations to float32, takes their moments, normalises and casts back, a pass o
 tensor for each. TensorFlow's FusedBatchNormV3 (oneDNN on a CPU, cuDNN on a GPU) does it
 in one kernel, reading bfloat16 directly. On kseg's U-Net train step (128 px, batch 16)
 that is 1.22x the patches per second in mixed_bfloat16 and 1.07x in float32; DeepLabV3
-gains 1.09x (docs/benchmarks.md, run M).
+gains 1.09x (benchmarks/LOG.md).
 
 Only the `call` of each layer of the model being trained is replaced. Its weights, its
 config and the `.keras` files it is saved to stay those of keras.layers.BatchNormalization,
@@ -13,9 +13,9 @@ so checkpoints load in a bare `import keras` with no custom objects. Inference (
 False) keeps Keras' own code.
 """
 
-import functools
-
 import keras
+
+from kseg import compat
 
 FUSED_DTYPES = ("float16", "bfloat16", "float32")  # what FusedBatchNormV3 takes as x
 
@@ -30,10 +30,8 @@ def fuse_batch_norms(model):
         return 0
     count = 0
     for layer in _layers(model):
-        if (isinstance(layer, keras.layers.BatchNormalization) and not layer.renorm
-                and not layer.synchronized and not isinstance(layer.call, functools.partial)):
-            layer.call = functools.partial(_fused_call, layer, layer.call)
-            count += 1
+        if isinstance(layer, keras.layers.BatchNormalization) and compat.batch_norm_fusable(layer):
+            count += compat.replace_call(layer, _fused_call)
     return count
 
 

@@ -3,9 +3,9 @@
 Measured on this project's 2-core AMD EPYC with AVX-512 BF16 (issue 12's table): a
 U-Net train step runs 1.34x faster in mixed_bfloat16 than in float32, and XLA makes it
 0.8x (XLA's CPU path loses oneDNN); on an AVX2 CPU without bfloat16 units mixed
-precision ran 6-10x slower (docs/benchmarks.md). Hence bfloat16 only where the
+precision ran 6-10x slower (benchmarks/LOG.md). Hence bfloat16 only where the
 hardware has it natively. XLA stays off on every CPU: where TensorFlow runs without
-oneDNN (AVX2 CPUs) it trains U-Net 1.27x faster but DeepLabV3 2.4x slower (run J), and
+oneDNN (AVX2 CPUs) it trains U-Net 1.27x faster but DeepLabV3 2.4x slower, and
 under XLA `kseg fit` gives up op determinism; the reason printed says so.
 """
 
@@ -59,7 +59,7 @@ def pick_jit(requested, gpu_list, backend="tensorflow", onednn=True):
         return None, f"auto: Keras' default for {backend}"
     if gpu_list:
         return True, "auto: a GPU is visible"
-    if onednn is False:  # run J: U-Net 1.27x faster with XLA, DeepLabV3 2.4x slower
+    if onednn is False:  # 2-core AVX2 CPU: U-Net 1.27x faster with XLA, DeepLabV3 2.4x slower
         return False, ("auto: off on CPUs; without oneDNN, as here, --jit trains U-Net about 1.3x "
                        "faster (not DeepLabV3) but without op determinism")
     return False, "auto: off on CPUs, where XLA is slower than oneDNN's kernels"

@@ -11,10 +11,11 @@ import contextlib
 import signal
 from pathlib import Path
 
-from kseg import output
+from kseg import compat, output
+from kseg.data.overlap import split_overlaps
 from kseg.errors import KsegError
 from kseg.runs import RunDir
-from kseg.training import session
+from kseg.training import arguments, session
 from kseg.training.callbacks import (
     GuardCallback,
     Interrupted,
@@ -26,6 +27,7 @@ from kseg.training.callbacks import (
 )
 from kseg.training.environment import data_fingerprint, environment
 from kseg.training.progress import RichProgress
+from kseg.training.task import check_task_options, logit_channels, resolve_task
 
 
 class FitInterrupted(KsegError):
@@ -47,17 +49,26 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     `max_steps` caps the batches of each epoch (benchmarks and quick checks).
     `callbacks`: more Keras callbacks, called after kseg's own have committed an epoch.
     """
-    from kseg.training import distribute, hardware
+    from kseg.training import distribute, finetune, hardware
     from kseg.training.data import class_weights, first_batches, open_data, pick_workers, training_datasets
 
     cfg.validate()
+    callbacks = arguments.check_callbacks(callbacks)
+    runs = arguments.check_fit_arguments(runs, name, max_steps, resume, progress)
     run = RunDir(Path(runs) / (name or cfg.arch))
     with session.lock(run):
         cfg, state, history = session.open_run(run, cfg, resume, set(explicit))
         # Before TensorFlow's or JAX's first op: multi-worker set-up must come first.
         topo = distribute.topology(cfg.batch_size, cfg.distribute)  # None without --distribute
         dataset, label = open_data(cfg.data)
+        for line in split_overlaps(dataset.splits):
+            output.err_console.print(f"Warning: {line}", soft_wrap=True, markup=False, highlight=False)
+        if state is not None and "task" not in run.config:
+            cfg.task = "multiclass"  # a run started before --task: softmax, whatever its classes
+        cfg.task = resolve_task(cfg.task, dataset.spec)
+        check_task_options(cfg, dataset.spec)
         _check_against(cfg, dataset.spec)
+        _check_data(dataset, cfg)  # after the cheap checks: it decodes every file
         workers, workers_reason = pick_workers(cfg.workers)
         train_data, val_data, pairs = training_datasets(cfg, dataset, workers)
         chosen, choice = hardware.choose(cfg)
@@ -70,18 +81,36 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
             output.console.print(distribute.describe(topo), highlight=False, soft_wrap=True)
             train_data, val_data = (distribute.worker_batches(d, topo) for d in (train_data, val_data))
         train_data, val_data = first_batches(train_data, val_data, max_steps)
-        if state is None:
-            state = _start(run, cfg, dataset, label, pairs, choice, topo)
+        fresh = state is None
+        state = session.first_state(cfg) if fresh else state
+        # The model and the callbacks first: a start they refuse (a --model-arg, an
+        # --init-from, a schedule) has written nothing yet.
+        model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
+        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress,
+                               (*finetune.callbacks(model, cfg), *callbacks))
+        if fresh:
+            _start(run, cfg, dataset, label, pairs, choice, topo)
+        elif run.config.get("epochs") != cfg.epochs:  # config.json keeps the epochs asked for
+            run.write_config({**run.config, "epochs": cfg.epochs})
         state.status, state.epochs, state.message = "running", cfg.epochs, None
         state.sessions += 1
         run.write_state(state)
-        model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
-        from kseg.training.finetune import callbacks as finetune_callbacks
-
-        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress,
-                               (*finetune_callbacks(model, cfg), *callbacks))
         _run(model, cfg, run, callbacks, train_data, val_data, state.epoch)
     return run
+
+
+def _check_data(dataset, cfg):
+    """`kseg data check`'s checks and refusals (one class, void, classes absent from train)
+    before any file is written; prints what was inferred and the task trained."""
+    from kseg.data.check import check_dataset
+    from kseg.data.trainable import one_line
+
+    summary = check_dataset(dataset, channels=cfg.channels)
+    line = one_line({**summary["inferred"], "task": f"{cfg.task} task"})
+    output.console.print(line, highlight=False, markup=False, soft_wrap=True)
+    if summary["kseg_json"]:
+        output.console.print(f"wrote the inferred palette to {summary['kseg_json']}", highlight=False,
+                             markup=False, soft_wrap=True)
 
 
 def _check_against(cfg, spec):
@@ -92,14 +121,14 @@ def _check_against(cfg, spec):
     stride = registry.get_entry(cfg.arch).stride
     if cfg.patch % stride:
         raise KsegError(f"--patch {cfg.patch} is not a multiple of {cfg.arch}'s stride {stride}.")
-    cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void)])
+    cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void, spec.multilabel)])
     if cfg.tensorboard:  # also when a resumed run has it from config.json
         require_tensorboard()
 
 
 def _start(run, cfg, dataset, label, pairs, choice, topo=None):
     """Write config.json and env.json (with the precision and XLA chosen, and the
-    `--distribute` topology) of a fresh run; returns its first RunState."""
+    `--distribute` topology) of a fresh run."""
     from kseg import registry
 
     config = {**cfg.to_dict(), "data": label, "data_path": str(dataset.root),
@@ -107,7 +136,7 @@ def _start(run, cfg, dataset, label, pairs, choice, topo=None):
               "monitor_mode": cfg.monitor_mode}
     env = environment(data_fingerprint([p for pair in pairs for p in (pair.image, pair.mask)]), chosen=choice,
                       distribute=topo)
-    return session.start_fresh(run, cfg, config, env)
+    session.start_fresh(run, config, env)
 
 
 def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=True):
@@ -127,11 +156,12 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=
     with dtype_policy(cfg.precision), strategy_scope(cfg.distribute):
         # Metrics in the scope too: their variables must be the strategy's (summed over
         # replicas and workers when read), or each worker logs only its share of the data.
-        metrics = training_metrics(spec.num_classes, spec.void)
+        metrics = training_metrics(spec.num_classes, spec.void, spec.multilabel)
         model = checkpoints.create(cfg, spec)
         if fused_norm:
             fuse_batch_norms(model)
-        loss = build_loss(cfg.loss, spec.num_classes, spec.void, class_weights)
+        loss = build_loss(cfg.loss, logit_channels(cfg.task, spec), spec.void, class_weights,
+                          multilabel=spec.multilabel)
         model.compile(optimizer=_optimizer(cfg), loss=loss, metrics=metrics,
                       jit_compile="auto" if cfg.jit is None else cfg.jit)
         if finetune.wants_encoder_rate(cfg):  # --freeze-encoder-epochs, --encoder-lr-mult
@@ -140,7 +170,7 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=
             checkpoints.load_checkpoint(model, run.last_path)
             model.optimizer.learning_rate = state.lr  # the schedule's rate, or an explicit --lr
         elif cfg.init_from:
-            checkpoints.init_from(model, cfg.init_from, spec.num_classes)
+            checkpoints.init_from(model, cfg.init_from, logit_channels(cfg.task, spec))
         build_training_state(model, cfg.patch)
     return model
 
@@ -150,8 +180,8 @@ def build_training_state(model, patch):
 
     Keras' TensorFlow trainer leaves them to the first trace of the train step unless a
     distribution strategy is set, and a tf.function whose first trace created variables
-    is traced again: every fit traced its train step twice (more start-up on the AVX2
-    CPU of run J: U-Net 23-27 s, DeepLabV3 31 s, SegFormer-B0 39 s). This is Keras' own
+    is traced again: every fit traced its train step twice (23-39 s more start-up per
+    network on a 2-core AVX2 CPU). This is Keras' own
     symbolic build, as it runs under a strategy: shapes only, no data read, no step run.
     The shapes are a training batch's, (1, patch, patch, C) images and (1, patch, patch)
     uint8 labels (some layers cannot be built for unknown sides), or the model's own
@@ -159,14 +189,12 @@ def build_training_state(model, patch):
     """
     import keras
 
-    build, shape = getattr(model, "_symbolic_build", None), model.input_shape
-    if build is None or not all(d is None or isinstance(d, int) for d in shape):
-        return  # not Keras 3's trainer, or several inputs (a plugin's): Keras' own way
+    shape = model.input_shape
+    if not all(d is None or isinstance(d, int) for d in shape):
+        return  # several inputs (a plugin's): Keras builds them on the first step
     shape = (1, *(patch if side is None else side for side in shape[1:-1]), shape[-1])
-    try:
-        build(data_batch=(keras.KerasTensor(shape, "float32"), keras.KerasTensor(shape[:-1], "uint8")))
-    except Exception:  # a speed-up only: a model it cannot build still trains the Keras way
-        pass
+    images, labels = keras.KerasTensor(shape, "float32"), keras.KerasTensor(shape[:-1], "uint8")
+    compat.symbolic_build(model, (images, labels))
 
 
 @contextlib.contextmanager
@@ -239,8 +267,19 @@ def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
                                  f"{run.path} is consistent. Run the same command again to continue.",
                                  signal.SIGINT) from None
         except BaseException as exc:
-            run.write_state(recorder.state.stop("failed", f"{type(exc).__name__}: {exc}".splitlines()[0]))
+            # A full disk or memory running out is the machine's, not the run's: the run is
+            # consistent, so it is "interrupted" and the same command continues it, as the
+            # error line says ("free some space, then run the same command again").
+            how = "interrupted" if _machine_trouble(exc) else "failed"
+            with contextlib.suppress(OSError):  # the disk may still be full; state.json stays as it was
+                run.write_state(recorder.state.stop(how, f"{type(exc).__name__}: {exc}".splitlines()[0]))
             raise
         finally:
             bar.close()
     run.write_state(recorder.state.stop("finished"))
+
+
+def _machine_trouble(exc):
+    """True for failures of the machine, not of the training: OSError (a full disk, a
+    read-only folder), MemoryError, TensorFlow's ResourceExhaustedError."""
+    return isinstance(exc, (OSError, MemoryError)) or type(exc).__name__ == "ResourceExhaustedError"

@@ -15,7 +15,7 @@ from rich.table import Column
 
 from kseg import output
 
-SHOWN = ("loss", "accuracy", "miou", "soft_dice")
+SHOWN = ("loss", "accuracy", "miou", "soft_dice", "fg_iou")  # fg_iou: two-class runs only
 
 
 def epoch_line(epoch, epochs, logs, seconds=None):

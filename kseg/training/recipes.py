@@ -9,6 +9,7 @@ FitConfig defaults < recipe < config file < explicit options.
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 from kseg.errors import KsegError
@@ -64,6 +65,9 @@ def resolve(arch=None, recipe=None, config=None, **options):
     `explicit` names the fields a source set on purpose: a continued run must match
     them (see kseg.training.session).
     """
+    for key, value in (("recipe", recipe), ("config", config)):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise KsegError(f"{key} must be a name or a JSON file's path. Received: {value!r:.80}")
     settings = {}
     if recipe:
         settings.update(load_recipe(recipe))

@@ -1,5 +1,7 @@
 """Seeds and TensorFlow op determinism, as `kseg fit` sets them."""
 
+from kseg import compat
+
 
 def seed_everything(seed, deterministic=None, jit=None):
     """Seed Python, numpy and the backend; set TensorFlow op determinism.
@@ -21,7 +23,4 @@ def seed_everything(seed, deterministic=None, jit=None):
     if deterministic:
         tf.config.experimental.enable_op_determinism()
     else:
-        # No public switch back; Keras reads the same private module's flag.
-        from tensorflow.python.framework import config as tf_config
-
-        tf_config.disable_op_determinism()
+        compat.disable_op_determinism()

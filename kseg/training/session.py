@@ -6,6 +6,7 @@ settings it was started with, except those in RESUMABLE_CHANGES.
 
 import contextlib
 import dataclasses
+import shutil
 
 from kseg import output
 from kseg.errors import KsegError
@@ -24,17 +25,25 @@ def lock(run):
 
     flock is released by the kernel when the process dies, SIGKILL included, so a
     killed run never leaves a stale lock behind. A directory this call made is removed
-    again if nothing but the lock was written (a start refused for an unknown --monitor).
+    again, with what this call wrote into it, if no state.json was committed: a start
+    refused (an unknown --monitor, a --model-arg the builder rejects, a full disk while
+    config.json is written) leaves nothing behind.
     """
-    created = not run.path.exists()
+    made = [p for p in (run.path, *run.path.parents) if not p.exists()]  # the run folder, --runs ...
+    created = bool(made)
+    new_lock = created or not (run.path / ".lock").exists()
     run.path.mkdir(parents=True, exist_ok=True)
     try:
         with _flock(run):
             yield
     finally:
-        if created and {p.name for p in run.path.iterdir()} <= {".lock"}:
+        if created and not run.state_path.exists():
+            shutil.rmtree(run.path, ignore_errors=True)
+            for parent in made[1:]:  # folders above it that this call made, while empty
+                with contextlib.suppress(OSError):
+                    parent.rmdir()
+        elif new_lock and not run.state_path.exists():  # a folder that is not a run: as it was
             (run.path / ".lock").unlink(missing_ok=True)
-            run.path.rmdir()
 
 
 @contextlib.contextmanager
@@ -57,13 +66,17 @@ def open_run(run, cfg, resume, explicit):
     has no weights that the new settings could contradict.
     """
     if not run.exists():
+        _refuse_restart(run, "has no state.json")
+        _refuse_foreign(run)
         if resume:
             raise KsegError(f"Nothing to resume: {run.path} has no state.json. Drop --resume to start it.")
         return cfg, None, []
-    state = run.recover()
+    state = run.recover()  # a damaged state.json stops here, naming its field
     if state.epoch == 0:
+        # history.csv may hold the row of an epoch killed before its commit: not a reason.
+        _refuse_restart(run, "records no finished epoch (state.json: epoch 0)", history=False)
         return cfg, None, []
-    saved = FitConfig.from_dict(run.config)
+    saved = FitConfig.from_dict(run.config, where=run.config_path)
     _check_same_run(run, cfg, saved, explicit)
     epochs = cfg.epochs if "epochs" in explicit else (state.epochs or saved.epochs)
     _check_can_continue(run, state, epochs, resume)
@@ -78,13 +91,35 @@ def open_run(run, cfg, resume, explicit):
         # config.json keeps the starting rate; the change is recorded with its epoch.
         state.lr = cfg.lr
         state.lr_changes.append({"epoch": state.epoch + 1, "lr": cfg.lr})
-    if run.config.get("epochs") != epochs:
-        run.write_config({**run.config, "epochs": epochs})  # config.json keeps the epochs asked for
     history = [r for r in run.history() if r["epoch"] <= state.epoch]  # drop an uncommitted epoch
     verb = "Extending" if state.status == "finished" else "Resuming"
     output.console.print(f"{verb} {run.path} after epoch {state.epoch}/{epochs} (was {state.status}).",
                          highlight=False, soft_wrap=True)
     return saved, state, history
+
+
+def _refuse_restart(run, why, history=True):
+    """A run folder is started afresh only when it holds no checkpoint (and, with `history`,
+    no history.csv): a start would replace them, and a run is never restarted silently."""
+    files = (run.last_path, run.best_path) + ((run.history_path,) if history else ())
+    kept = [p.name for p in files if p.is_file()]
+    if kept:
+        raise KsegError(f"{run.path} {why} but holds {', '.join(kept)}: kseg will not start it again "
+                        f"over them; restore state.json from a copy, or start afresh with --name NEW.")
+
+
+# What a start that died before its first state.json can leave in a run folder.
+_START_FILES = {"config.json", "env.json", ".lock", "tensorboard"}
+
+
+def _refuse_foreign(run):
+    """A folder without state.json becomes a run only when it holds nothing but what a
+    start of kseg fit writes: --name pointing at a user's folder must not fill it."""
+    theirs = sorted(p.name for p in run.path.iterdir()
+                    if p.name not in _START_FILES and not p.name.startswith("."))
+    if theirs:
+        raise KsegError(f"{run.path} is not a kseg run (no state.json) and holds files kseg did not "
+                        f"write (e.g. {theirs[0]}); choose another --name or --runs.")
 
 
 def _check_same_run(run, cfg, saved, explicit):
@@ -112,14 +147,18 @@ def _check_can_continue(run, state, epochs, resume):
                         f"start again with --name.")
 
 
-def start_fresh(run, cfg, config, env):
-    """Write config.json and env.json of a new run; returns its first RunState."""
+def first_state(cfg):
+    """The RunState of a run about to start (written once the start is accepted)."""
+    return RunState(epochs=cfg.epochs, monitor=cfg.monitor, lr=cfg.lr)
+
+
+def start_fresh(run, config, env):
+    """Write config.json and env.json of a new run. open_run has made sure that no
+    checkpoint is there; a history.csv is the row of an epoch killed before its commit."""
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(config)
     run.write_env(env)
-    for stale in (run.history_path, run.last_path, run.best_path):
-        stale.unlink(missing_ok=True)  # leftovers of a run that died before its first commit
-    return RunState(epochs=cfg.epochs, monitor=cfg.monitor, lr=cfg.lr)
+    run.history_path.unlink(missing_ok=True)
 
 
 def _norm(value):

@@ -40,9 +40,16 @@ def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, ba
     from kseg.bench.targets import load_peer
 
     archs = list(archs) or registry.core_models()  # the keras.applications pairs by name only
+    peer = load_peer(peer_path)  # a bad file fails here, before any measurement
+    if json_path:  # the write policy (kseg.writes), before minutes of measurement
+        from pathlib import Path
+
+        from kseg.writes import OutputFolder
+
+        OutputFolder(Path(json_path).parent, [peer_path] if peer_path else [], "--json").claim(
+            [Path(json_path).name])
     if table:
         return _networks_table(archs, 2 if steps is None else steps, json_path)
-    peer = load_peer(peer_path)  # a bad file fails here, before any measurement
     # Unknown names fail here, with the known ones. Models registered by a module that is
     # not an entry point (a test's tiny model) are imported again in each worker.
     modules = {registry.get_entry(a).builder.__module__ for a in archs}

@@ -22,13 +22,18 @@ def check(directory, spec_file, channels, as_json):
     """Validate a dataset (default: the embedded synthetic scenes)."""
     from kseg.data.check import check_dataset, summary_tables
     from kseg.data.synth import default_dataset_dir
+    from kseg.data.trainable import report_lines
 
     summary = check_dataset(directory or default_dataset_dir(), spec_file, channels=channels)
+    for line in summary["warnings"]:  # on stderr, so that --json stays one JSON document
+        output.err_console.print(f"Warning: {line}", soft_wrap=True, markup=False, highlight=False)
     if as_json:
         output.print_json(summary)
         return
     for title, columns, rows in summary_tables(summary):
         output.print_table(title, columns, rows, digits=2)
+    for line in report_lines(summary):
+        output.console.print(line, highlight=False, markup=False, soft_wrap=True)
     output.console.print("[green]OK[/]: every pair decodes, sizes match, mask values are valid.")
 
 

@@ -28,8 +28,11 @@ def _parse_splits(ctx, param, value):
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
               help="Dataset folder to use instead of the one in each run's config.")
+@click.option("--other-classes", is_flag=True,
+              help="Score a --data dataset whose classes differ from the run's, with the run's classes.")
 @options.inference_options
-def evaluate(runs, all_runs, runs_root, splits, full_frame, per_class, as_json, data, window, overlap, tta):
+def evaluate(runs, all_runs, runs_root, splits, full_frame, per_class, as_json, data, other_classes, window,
+             overlap, tta):
     """Evaluate RUNs (names under --runs, or paths) and write eval.json/eval.md into each.
 
     A run that cannot be evaluated (e.g. an unreadable best.keras) is reported in one
@@ -49,9 +52,10 @@ def evaluate(runs, all_runs, runs_root, splits, full_frame, per_class, as_json, 
             say(f"evaluating {run.name} on {', '.join(splits)} ...")
         try:
             results.append(api.evaluate(run, splits, data=data, patches=not full_frame, log=say,
-                                        window=window, overlap=overlap, tta=tta))
+                                        window=window, overlap=overlap, tta=tta,
+                                        other_classes=other_classes))
         except Exception as exc:  # one broken run must not stop the others
-            say(f"{run.name}: cannot evaluate: {user_error(exc).format_message()[:300]}")
+            say(f"{run.name}: cannot evaluate: {user_error(exc).format_message()[:1000]}")
             failed.append(run.name)
     _print(results, per_class, as_json, full_frame)
     if failed:

@@ -17,7 +17,10 @@ from kseg.cli import options
               help="Also write <stem>_confidence.png: 255 x the top softmax probability.")
 @click.option("--save-probs", is_flag=True,
               help="Also write <stem>_probs.npz: float16 (H, W, K) softmax probabilities.")
-def predict(run, images, out_dir, runs_root, patches, window, overlap, tta, confidence, save_probs):
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Binary and multi-label runs: a class where its probability >= this (default: > 0.5).")
+def predict(run, images, out_dir, runs_root, patches, window, overlap, tta, confidence, save_probs,
+            threshold):
     """Predict IMAGES (files, folders or globs) with RUN and write colour masks and overlays."""
     from kseg import api, output
 
@@ -26,6 +29,8 @@ def predict(run, images, out_dir, runs_root, patches, window, overlap, tta, conf
 
     written = api.predict(run, images, out=out_dir, patches=patches, runs=runs_root, on_written=done,
                           window=window, overlap=overlap, tta=tta, confidence=confidence,
-                          save_probs=save_probs)
-    files = len(written) * (2 + confidence + save_probs)
+                          save_probs=save_probs, threshold=threshold)
+    spec = api.load_run(run, runs_root).spec
+    per_class = spec.num_classes if spec.multilabel else 0  # <stem>_<class>.png
+    files = len(written) * (2 + confidence + save_probs + per_class)
     output.err_console.print(f"wrote {files} files to {out_dir}", soft_wrap=True, markup=False)

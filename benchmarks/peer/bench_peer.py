@@ -9,13 +9,13 @@ has 11 classes plus a void label it ignores; the peer has the study's 12-class s
 with void as a class, a difference of one channel in the last 1x1 conv.
 
 Each round is a fresh process: kseg's through kseg.bench.worker in this venv, the peer's
-through kseg/bench/peer_worker.py in its own venv (.venv-peer: Keras 2 via tf-keras,
+through benchmarks/peer/peer_worker.py in its own venv (.venv-peer: Keras 2 via tf-keras,
 which segmentation_models needs). Rounds are interleaved, A B C then C B A, so a drift in
 the machine's load touches each side alike. Every timed step is followed by a step of
 the same ceiling convolution in the same process; the "paired" ratios compare the two
 sides in units of it, and are the figures to read on a busy machine.
 
-    python -m kseg.bench.peer --rounds 3 --steps 5 --json bench-peer.json
+    python benchmarks/peer/bench_peer.py --rounds 3 --steps 5 --json bench-peer.json
 """
 
 import json
@@ -181,7 +181,7 @@ def bench_peer(rounds=3, steps=5, precision="auto", python=PEER_PYTHON, progress
 
     if not Path(python).is_file():
         raise KsegError(f"No peer venv: {python} does not exist. Build it with `make bench-peer` "
-                        f"(it installs kseg/bench/peer-requirements.txt into .venv-peer) or give "
+                        f"(it installs benchmarks/peer/requirements.txt into .venv-peer) or give "
                         f"--peer-python.")
     chosen, reason = kseg_precision(precision)
     jobs = plan(rounds, steps, chosen, patch, batch_size)

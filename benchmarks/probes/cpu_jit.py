@@ -1,6 +1,6 @@
-"""Paired probe: does XLA win on this CPU? (docs/benchmarks.md, run J)
+"""Paired probe: does XLA win on this CPU? (benchmarks/LOG.md, run J)
 
-    python docs/probes/cpu_jit.py [ARCH] [STEPS]
+    python benchmarks/probes/cpu_jit.py [ARCH] [STEPS]
 
 Builds registered network ARCH (default unet) twice in one process, compiled with
 `jit_compile=False` and `jit_compile=True`, and alternates their `train_on_batch` steps

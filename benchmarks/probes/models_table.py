@@ -1,7 +1,7 @@
 """The networks table of docs/models.md, one JSON line per network (`kseg bench --table`
 prints the same measurements as a table; see kseg.bench.models_table for what is timed).
 
-    python docs/probes/models_table.py [--train-steps 2] [--frames 5] NAME ... > models_table.jsonl
+    python benchmarks/probes/models_table.py [--train-steps 2] [--frames 5] NAME ... > models_table.jsonl
 
 `--frames 0`: sizes only; `--train-steps 0`: no training.
 """

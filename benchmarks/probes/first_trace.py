@@ -1,7 +1,7 @@
 """Paired probe: a fit's start-up with and without building the training state first
-(docs/benchmarks.md, run J).
+(benchmarks/LOG.md, run J).
 
-    python docs/probes/first_trace.py ARCH new,old,new,old [--model-arg K=V ...]
+    python benchmarks/probes/first_trace.py ARCH new,old,new,old [--model-arg K=V ...]
 
 Runs `kseg fit ARCH` for one epoch of one step (batch 2, 64 px, float32) on the
 embedded synthetic scenes, once per listed variant, in one process so that both see

@@ -1,13 +1,13 @@
 """Draw the learning-curve figures of docs/accuracy.md from run directories.
 
-    python docs/figures/accuracy_curves.py RUNS_DIR [FIGURE]
+    python benchmarks/figures/accuracy_curves.py RUNS_DIR [FIGURE]
 
-FIGURE names one entry of FIGURES (default: all of them); each is written beside this
-script from the runs of its list found under RUNS_DIR, and one whose runs are all
+FIGURE names one entry of FIGURES (default: all of them); each is written to docs/figures/
+from the runs of its list found under RUNS_DIR, and one whose runs are all
 missing is skipped. The U-Net runs of `accuracy_curves.png` were not kept;
 docs/figures/runs keeps the history.csv of the DeepLabV3+ and DeepLabV3 runs, so
 
-    python docs/figures/accuracy_curves.py docs/figures/runs
+    python benchmarks/figures/accuracy_curves.py docs/figures/runs
 
 redraws `accuracy_curves_dlv3p10.png`, `accuracy_curves_dlv3p16.png`,
 `accuracy_curves_dlv3p28.png` and `accuracy_curves_dlv3_study.png`.
@@ -18,6 +18,8 @@ from pathlib import Path
 
 from kseg.reporting.figures import learning_curves
 from kseg.runs.rundir import RunDir
+
+OUT = Path(__file__).resolve().parents[2] / "docs" / "figures"  # where docs/accuracy.md shows them
 
 CAMVID_VAL = "camvid recipe, CamVid train; val = 256 px val crops"
 # figure -> (title, ((run directory, legend name, epochs to add so a continuation
@@ -49,7 +51,7 @@ def draw(runs_dir, figure):
     histories = {name: rows for name, rows in histories.items() if rows}  # runs not made are left out
     if not histories:
         return None
-    return learning_curves(histories, Path(__file__).with_name(figure), title=title)
+    return learning_curves(histories, OUT / figure, title=title)
 
 
 def main(runs_dir, figure=None):

@@ -1,6 +1,6 @@
-"""Paired probe of how `kseg fit` feeds Keras (docs/benchmarks.md, run I).
+"""Paired probe of how `kseg fit` feeds Keras (benchmarks/LOG.md, run I).
 
-    python docs/probes/epoch_feed.py new,old,new,old STEPS EPOCHS [CAMVID]
+    python benchmarks/probes/epoch_feed.py new,old,new,old STEPS EPOCHS [CAMVID]
 
 Runs `kseg fit unet` on CamVid at the study's settings, each epoch capped at STEPS
 batches, once per listed variant, in one process so that every variant sees the same

@@ -1,5 +1,5 @@
 """The peer's rounds of `make bench-peer`, run by the peer's own venv:
-`.venv-peer/bin/python kseg/bench/peer_worker.py TASK_JSON`.
+`.venv-peer/bin/python benchmarks/peer/peer_worker.py TASK_JSON`.
 
 The peer is segmentation_models 1.0.1's `Unet("resnet34", encoder_weights=None)` on
 Keras 2 (tf-keras, SM_FRAMEWORK=tf.keras), the library the study used. It cannot share
@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 
 RESULT_PREFIX = "KSEG_BENCH_RESULT "  # = kseg.bench.worker.RESULT_PREFIX
+TIMING = Path(__file__).resolve().parents[2] / "kseg" / "bench" / "timing.py"
 
 
 def _timing():
     """kseg/bench/timing.py as a module, loaded by path (it imports only numpy and stdlib)."""
-    spec = importlib.util.spec_from_file_location("kseg_bench_timing", Path(__file__).with_name("timing.py"))
+    spec = importlib.util.spec_from_file_location("kseg_bench_timing", TIMING)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

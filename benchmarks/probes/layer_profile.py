@@ -4,7 +4,7 @@ Each layer of the network is run alone, inside a `tf.function`, on inputs of the
 it sees in the network, forward and backward (gradients for its inputs and weights),
 and timed. The sum is close to a real train step minus the optimizer update, and the
 split by layer class shows which kind of layer is slow for its FLOPs, e.g.
-`python -m kseg.bench.profile deeplabv3`.
+`python benchmarks/probes/layer_profile.py deeplabv3`.
 """
 
 import collections
@@ -55,7 +55,7 @@ def by_class(rows):
 
 
 def main(argv=None):
-    """`python -m kseg.bench.profile ARCH [PATCH]`: per-class table of a train step."""
+    """`python benchmarks/probes/layer_profile.py ARCH [PATCH]`: per-class table of a train step."""
     from kseg import output, registry
 
     argv = sys.argv[1:] if argv is None else argv
