@@ -11,6 +11,7 @@ names the file that did not fit.
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -52,6 +53,31 @@ def write_text(path, text):
 
 def write_json(path, obj):
     write_text(path, json.dumps(obj, indent=2, default=json_default) + "\n")
+
+
+def cache_dir():
+    """kseg's cache of generated data: $KSEG_CACHE, else ~/.cache/kseg."""
+    return Path(os.environ.get("KSEG_CACHE") or Path.home() / ".cache" / "kseg")
+
+
+def cached_folder(final, fill):
+    """The folder `final`, made on first use by `fill(tmp)` into a temporary sibling that
+    is then renamed: a crash or a concurrent first use never leaves a half-written one."""
+    final = Path(final)
+    if final.is_dir():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    try:
+        fill(tmp)
+        try:
+            os.rename(tmp, final)
+        except OSError:
+            if not final.is_dir():  # another process won the race: use its copy
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
 
 
 def json_default(value):

@@ -3,9 +3,20 @@
 import hashlib
 from pathlib import Path
 
+import kseg_tiny
 from click.testing import CliRunner
 
 from kseg.cli.main import main
+
+TINY = kseg_tiny.NAME
+FIT_ARGS = ("--patch", "32", "--grid", "2x2", "--batch-size", "2")
+
+
+def fit_tiny(data_dir, runs, epochs=1):
+    """A run of the tiny network on `data_dir` in `runs`; its folder."""
+    result = cli("fit", TINY, "--data", data_dir, "--runs", runs, "--epochs", epochs, *FIT_ARGS)
+    assert result.exit_code == 0, result.output
+    return Path(runs) / TINY
 
 
 def cli(*args):

@@ -202,3 +202,14 @@ def test_kseg_fit_settings_take_imagenet_weights_through_the_cache(keras_cache):
     np.testing.assert_allclose(np.asarray(encoder.get_layer("conv").kernel), grey, rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(np.asarray(encoder.get_layer("conv_bn").moving_mean),
                                   np.asarray(reference.get_layer("conv_bn").moving_mean))
+
+
+def test_encoder_batch_norm_settles_within_a_few_hundred_steps():
+    # keras.applications' MobileNetV3 keeps moving statistics with momentum 0.999: from
+    # scratch, validation would read almost the initial (0, 1) for epochs.
+    from kseg.models.encoder import BN_MOMENTUM, build_encoder
+
+    encoder, _ = build_encoder("mobilenetv3small")
+    norms = [layer for layer in encoder.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert norms and all(layer.momentum <= BN_MOMENTUM for layer in norms)
+    assert all(layer.get_config()["momentum"] <= BN_MOMENTUM for layer in norms)  # saved so

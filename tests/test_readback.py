@@ -9,20 +9,13 @@ import json
 import shutil
 import warnings
 
-import kseg_tiny
 import pytest
-from oneline import cli, error_line, snapshot
-
-TINY = kseg_tiny.NAME
-FIT_ARGS = ("--patch", "32", "--grid", "2x2", "--batch-size", "2")
+from oneline import FIT_ARGS, TINY, cli, error_line, fit_tiny, snapshot
 
 
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    result = cli("fit", TINY, "--data", data_dir, "--runs", runs, "--epochs", "1", *FIT_ARGS)
-    assert result.exit_code == 0, result.output
-    return runs / TINY
+    return fit_tiny(data_dir, tmp_path_factory.mktemp("runs"))
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from pathlib import Path
 import kseg_tiny
 import pytest
 from click.testing import CliRunner
+from oneline import cli, error_line
 
 from kseg import atomic, registry
 from kseg.cli.main import main
@@ -30,20 +31,6 @@ TINY = kseg_tiny.NAME
 FIT_ARGS = ("--patch", "32", "--grid", "2x2", "--batch-size", "2")
 
 
-def cli(*args):
-    return CliRunner().invoke(main, [str(a) for a in args])
-
-
-def error_line(result, named, status=1):
-    """The one 'Error: ...' line of `result`: the last line, naming `named`, no traceback."""
-    out = result.output
-    assert result.exit_code == status, out
-    assert "Traceback" not in out, out
-    errors = [line for line in out.splitlines() if line.startswith("Error:")]
-    assert len(errors) == 1, out
-    assert out.rstrip("\n").splitlines()[-1] == errors[0], out
-    assert str(named) in errors[0], out
-    return errors[0]
 
 
 def bomb_png():

@@ -9,23 +9,16 @@ an output that is an input, a user's file in an output folder, a user's dataset 
 import json
 import shutil
 
-import kseg_tiny
 import pytest
-from oneline import cli, error_line, snapshot
+from oneline import FIT_ARGS, TINY, cli, error_line, fit_tiny, snapshot
 
 from kseg.writes import MANIFEST
-
-TINY = kseg_tiny.NAME
-FIT_ARGS = ("--patch", "32", "--grid", "2x2", "--batch-size", "2")
 
 
 @pytest.fixture(scope="module")
 def trained(data_dir, tmp_path_factory):
     """A run of one epoch; tests that write into a run use a copy (`own_run`)."""
-    runs = tmp_path_factory.mktemp("runs")
-    result = cli("fit", TINY, "--data", data_dir, "--runs", runs, "--epochs", "1", *FIT_ARGS)
-    assert result.exit_code == 0, result.output
-    return runs / TINY
+    return fit_tiny(data_dir, tmp_path_factory.mktemp("runs"))
 
 
 @pytest.fixture

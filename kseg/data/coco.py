@@ -26,6 +26,7 @@ import tempfile
 import zlib
 from pathlib import Path
 
+from kseg import atomic
 from kseg.data import io
 from kseg.data.coco_raster import paint
 from kseg.data.pairs import Pair
@@ -141,9 +142,13 @@ def _rasterised(files, class_of):
     """The cache folder of these files' masks: cache/<file n>/<image id>.png, made once."""
     key = hashlib.sha1(repr((VERSION, sorted(class_of.items()), [
         (str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for _, p in files])).encode()).hexdigest()
-    final = Path(os.environ.get("KSEG_CACHE") or Path.home() / ".cache" / "kseg") / f"coco-{key[:16]}"
-    if final.is_dir():
-        return final
+    final = atomic.cache_dir() / f"coco-{key[:16]}"
+
+    def paint_all(tmp):
+        for n, (_, path) in enumerate(files):
+            _paint_file(path, class_of, tmp / str(n))
+
+    return atomic.cached_folder(final, paint_all)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".coco-", dir=final.parent))
     try:

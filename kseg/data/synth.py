@@ -14,13 +14,11 @@ split is drawn from SeedSequence([seed, split, i]), so it never depends on the c
 """
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from kseg import atomic
 from kseg.data.io import resize_bilinear, write_png
 from kseg.data.spec import CAMVID
 from kseg.errors import KsegError
@@ -39,24 +37,11 @@ def default_dataset_dir():
     Cache: $KSEG_CACHE or ~/.cache/kseg. Written to a temporary folder and renamed,
     so a crash or a concurrent first use never leaves a half-written dataset.
     """
-    cache = Path(os.environ.get("KSEG_CACHE") or Path.home() / ".cache" / "kseg")
     h, w = DEFAULT_SIZE
     c = DEFAULT_COUNTS
-    final = cache / f"synthetic-v{VERSION}-{h}x{w}-{c['train']}-{c['val']}-{c['test']}-s0"
-    if final.is_dir():
-        return final
-    cache.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".synthetic-", dir=cache))
-    try:
-        write_synthetic(tmp, c["train"], c["val"], c["test"], DEFAULT_SIZE, seed=0)
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():  # another process won the race: use its copy
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
+    final = atomic.cache_dir() / f"synthetic-v{VERSION}-{h}x{w}-{c['train']}-{c['val']}-{c['test']}-s0"
+    return atomic.cached_folder(final, lambda tmp: write_synthetic(tmp, c["train"], c["val"], c["test"],
+                                                                   DEFAULT_SIZE, seed=0))
 
 
 def write_synthetic(root, n_train=32, n_val=8, n_test=8, size=DEFAULT_SIZE, seed=0):

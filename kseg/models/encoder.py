@@ -88,8 +88,23 @@ def build_encoder(backbone, channels=3, weights=None):
     base = application(backbone, channels)
     if weights is not None:
         copy_weights(base, reference_model(backbone, weights), backbone)
+    _shorten_batch_norm_memory(base)
     strides = tuple(stride for stride, tap in zip(STRIDES, row.taps, strict=True) if tap is not None)
     return keras.Model(base.input, tap_outputs(base, backbone), name=ENCODER), strides
+
+
+BN_MOMENTUM = 0.99  # Keras' default: moving statistics settle within a few hundred steps
+
+
+def _shorten_batch_norm_memory(model):
+    """Some keras.applications backbones (MobileNetV3, EfficientNetV2) keep batch norm's
+    moving statistics with momentum 0.999, set for ImageNet's 5,000 steps an epoch: on a
+    segmentation set of a few hundred steps an epoch they still hold most of their
+    initial (0, 1) after two epochs, and a network trained from scratch predicts one
+    class at validation. The momentum is a config value, saved with the model."""
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = min(layer.momentum, BN_MOMENTUM)
 
 
 def reference_model(backbone, weights):
