@@ -20,9 +20,6 @@ never written to.
 import functools
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import zlib
 from pathlib import Path
 
@@ -149,19 +146,6 @@ def _rasterised(files, class_of):
             _paint_file(path, class_of, tmp / str(n))
 
     return atomic.cached_folder(final, paint_all)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".coco-", dir=final.parent))
-    try:
-        for n, (_, path) in enumerate(files):
-            _paint_file(path, class_of, tmp / str(n))
-        try:
-            os.rename(tmp, final)
-        except OSError:
-            if not final.is_dir():  # another process won the race: use its copy
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final
 
 
 def _paint_file(path, class_of, folder):
