@@ -45,10 +45,10 @@ FOREGROUND = (0.0, 1.0)
 
 
 def _binary_term_functions(loss):
-    cw = loss.class_weights
+    """The multiclass terms over [background, foreground], with the region terms on the
+    foreground and the binary Lovász hinge."""
     return {
-        "ce": lambda b: T.cross_entropy(b, cw),
-        "focal": lambda b: T.focal(b, cw, loss.focal_gamma),
+        **_term_functions(loss),
         "dice": lambda b: T.dice(b, FOREGROUND, loss.smooth),
         "tversky": lambda b: T.tversky(b, FOREGROUND, loss.tversky_alpha, loss.tversky_beta, loss.smooth),
         "lovasz": lovasz_hinge,
