@@ -54,8 +54,8 @@ def evaluate(run, splits=None, data=None, patches=False, runs="runs", write=True
     that mode) and eval.md go into the run directory. A `data` folder whose classes
     differ from the run's is refused unless `other_classes=True`.
     """
-    from kseg.inference.evaluate import DEFAULT_SPLITS, evaluate_run, merge_previous, write_eval_json
-    from kseg.reporting.tables import write_eval_markdown
+    from kseg.inference.scoring import DEFAULT_SPLITS, evaluate_run, merge_previous, write_eval_json
+    from kseg.reporting.study_tables import write_eval_markdown
 
     splits = check_splits(splits or DEFAULT_SPLITS)
     check_arguments(paths={"data": data, "runs": runs}, flags={"patches": patches, "write": write,
@@ -108,9 +108,9 @@ def predict(run, images, out=None, patches=False, runs="runs", on_written=None, 
     goes (`confidence`: also `<stem>_confidence.png`; `save_probs`: also float16
     `<stem>_probs.npz`), and returns `[(image, mask_path, overlay_path)]`. `threshold`
     (a two-class or multi-label run): a class where its probability >= threshold, not > 0.5.
-    A multi-label run's label maps hold one bit per class (kseg.data.multilabel).
+    A multi-label run's label maps hold one bit per class (kseg.data.multilabel_masks).
     """
-    from kseg.inference import predict as pr
+    from kseg.inference import outputs as pr
     from kseg.inference.frames import input_channels, predict_labels
 
     check_arguments(paths={"out": out, "runs": runs}, flags={"patches": patches, "confidence": confidence,
@@ -149,7 +149,7 @@ def _mode(run, patches, window, overlap, tta):
 
 
 def _expand(images):
-    from kseg.inference.predict import expand_inputs
+    from kseg.inference.outputs import expand_inputs
 
     if isinstance(images, (str, Path)) or (hasattr(images, "ndim") and images.ndim in (2, 3)):
         images = [images]  # one path, or one (H, W[, C]) array (not its rows)

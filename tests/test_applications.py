@@ -187,7 +187,7 @@ def test_kseg_models_lists_the_pairs_and_counts_them_when_named():
 def test_kseg_fit_settings_take_imagenet_weights_through_the_cache(keras_cache):
     """The FitConfig that `kseg fit fpn-mobilenetv3small --encoder-weights imagenet --channels 1`
     resolves to builds the network with Keras' weights, the stem adapted to grey."""
-    from kseg.data.spec import CAMVID
+    from kseg.data.dataset_spec import CAMVID
     from kseg.training import checkpoints
     from kseg.training.recipes import resolve
 

@@ -8,8 +8,8 @@ import pytest
 from kseg.data import io
 from kseg.data.augment import LUMA, PhotometricConfig, adjust_colors, draw_photometric
 from kseg.data.crops import class_anchor, resample_window
+from kseg.data.dataset_spec import CAMVID, DatasetSpec
 from kseg.data.patches import Frames, PatchDataset, split_patches
-from kseg.data.spec import CAMVID, DatasetSpec
 
 VOID = CAMVID.void  # 11
 

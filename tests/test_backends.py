@@ -51,7 +51,7 @@ EAGER_LOSS_CHECK = {"torch": True, "jax": False}
 STEP = """
 import json
 import numpy as np, keras
-from kseg.data.spec import DatasetSpec
+from kseg.data.dataset_spec import DatasetSpec
 from kseg.losses import build_loss
 from kseg.training import hardware
 from kseg.training.config import FitConfig

@@ -110,7 +110,7 @@ def test_targets_met_gap_and_not_measured():
     assert met["kseg U-Net trains >= 1.5x faster than segmentation_models"] == (1.4, "gap")
     # 300 frames/s scored against 2 frames/s predicted by the faster network: 150x.
     assert met["confusion matrix >= 10x faster than full-frame prediction"] == (pytest.approx(150.0), "met")
-    from kseg.bench.tables import tables
+    from kseg.bench.bench_tables import tables
 
     titles = [t[0] for t in tables(results)]
     assert titles[-1] == "Failed measurements" and "Targets" in titles

@@ -12,14 +12,14 @@ from PIL import Image
 
 import kseg
 from kseg.cli import main
-from kseg.data.spec import DatasetSpec
+from kseg.data.dataset_spec import DatasetSpec
 from kseg.errors import KsegError
-from kseg.inference.evaluate import SplitAccumulator, foreground_scores
 from kseg.inference.frames import labels_from_logits, two_class_logits
+from kseg.inference.scoring import SplitAccumulator, foreground_scores
 from kseg.losses import SegmentationLoss
 from kseg.metrics import scores
 from kseg.metrics.keras_metrics import ForegroundIoU, training_metrics
-from kseg.reporting.tables import table1
+from kseg.reporting.study_tables import table1
 from kseg.training.task import logit_channels, resolve_task
 
 # One batch of 2 x 2 x 3 pixels: logits z, labels (1 foreground, 0 background, 255 void).

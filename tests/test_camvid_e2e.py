@@ -12,9 +12,9 @@ import numpy as np
 from click.testing import CliRunner
 
 from kseg.cli import main
+from kseg.data.dataset_spec import CAMVID
 from kseg.data.io import read_image, read_mask
 from kseg.data.readers import open_dataset
-from kseg.data.spec import CAMVID
 from kseg.metrics import confusion_matrix, scores
 from kseg.runs import RunDir
 

@@ -14,8 +14,8 @@ from PIL import Image
 from kseg.data import io, synth
 from kseg.data.augment import AugmentConfig, affine_matrix, augment_pair, warp
 from kseg.data.check import check_dataset
+from kseg.data.dataset_spec import CAMVID, CAMVID_ROAD_MARKING, DatasetSpec, load_spec
 from kseg.data.readers import Pair, open_dataset
-from kseg.data.spec import CAMVID, CAMVID_ROAD_MARKING, DatasetSpec, load_spec
 from kseg.errors import DataError
 from kseg.writes import MANIFEST
 

@@ -9,8 +9,8 @@ from PIL import Image
 
 from kseg.data import io
 from kseg.data.check import check_dataset
+from kseg.data.dataset_spec import CAMVID
 from kseg.data.readers import open_dataset
-from kseg.data.spec import CAMVID
 from kseg.errors import DataError
 
 H, W = 16, 24

@@ -202,7 +202,7 @@ def test_data_synth_checks_its_sizes_before_writing(tmp_path, args, words):
 
 
 def test_a_grey_array_is_taken_by_a_one_channel_run():
-    from kseg.inference.predict import check_input_array
+    from kseg.inference.outputs import check_input_array
 
     assert check_input_array(np.zeros((4, 5), np.uint8), channels=1).shape == (4, 5, 1)
     with pytest.raises(KsegError, match="a grey image"):

@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from kseg.cli import main
-from kseg.data.spec import CAMVID
+from kseg.data.dataset_spec import CAMVID
 
 SIZE = (40, 56)  # not a multiple of 32: the full-frame path must pad and crop
 VOID = CAMVID.void
@@ -234,7 +234,7 @@ def test_split_accumulator_hand_worked():
     loss = (ln 2 + ln 4/3 + ln 4) / 3.
     soft Dice: class 0: 2*0.5 / (1.5 + 1) = 0.4; class 1: 2*(0.75+0.25) / (1.5 + 2) = 4/7.
     """
-    from kseg.inference.evaluate import SplitAccumulator
+    from kseg.inference.scoring import SplitAccumulator
 
     l3 = math.log(3)
     logits = np.array([[[0, 0], [0, l3]], [[l3, 0], [9, -9]]], np.float32)  # (2, 2, K=2)

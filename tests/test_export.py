@@ -53,25 +53,25 @@ FORMATS = ["keras", "tf_saved_model",
 
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_export_matches_checkpoint(run_dir, tmp_path, fmt):
-    from kseg.inference import export
+    from kseg.inference import exporters
     from kseg.runs import RunDir
 
     size = (16, 24) if fmt == "litert" else None  # LiteRT's builtin ops take fixed H, W
-    out = export.export_run(run_dir, fmt, tmp_path / f"model{export.SUFFIX[fmt]}", size=size)
+    out = exporters.export_run(run_dir, fmt, tmp_path / f"model{exporters.SUFFIX[fmt]}", size=size)
     assert out.exists()
     x = _images()  # a batch and (but for litert) a size the export never saw: both dynamic
     expected = RunDir(run_dir).load_model().predict_on_batch(x)
-    got = export.load_exported(out, fmt)(x)
+    got = exporters.load_exported(out, fmt)(x)
     assert got.shape == (2, 16, 24, 5)
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
 def test_default_path_and_replace(run_dir):
-    from kseg.inference import export
+    from kseg.inference import exporters
 
-    first = export.export_run(run_dir, "tf_saved_model")
+    first = exporters.export_run(run_dir, "tf_saved_model")
     assert first == run_dir / "export" / "tiny_saved_model"
-    again = export.export_run(run_dir, "tf_saved_model")  # an existing folder is replaced whole
+    again = exporters.export_run(run_dir, "tf_saved_model")  # an existing folder is replaced whole
     assert again == first and (first / "saved_model.pb").is_file()
     assert sorted(p.name for p in first.parent.iterdir()) == ["tiny_saved_model"]  # no temporaries left
 
@@ -89,41 +89,41 @@ def test_bilinear_upsampling_needs_fixed_size(tmp_path):
     # Keras 3.15's image.resize cannot trace symbolic sizes; --size fixes H and W.
     import keras
 
-    from kseg.inference import export
+    from kseg.inference import exporters
 
     inputs = keras.Input((None, None, 3))
     x = keras.layers.Conv2D(3, 1, name="segmentation_output")(inputs)
     model = keras.Model(inputs, keras.layers.UpSampling2D(2, interpolation="bilinear")(x), name="bil")
     with pytest.raises(KsegError, match="--size HxW"):
-        export.export_model(model, "tf_saved_model", tmp_path / "dyn")
-    out = export.export_model(model, "tf_saved_model", tmp_path / "fixed", size=(8, 12))
-    assert export.check_export(model, out, "tf_saved_model", shape=(2, 8, 12, 3)) < 1e-5
+        exporters.export_model(model, "tf_saved_model", tmp_path / "dyn")
+    out = exporters.export_model(model, "tf_saved_model", tmp_path / "fixed", size=(8, 12))
+    assert exporters.check_export(model, out, "tf_saved_model", shape=(2, 8, 12, 3)) < 1e-5
     # LiteRT's builtin ops take fixed H, W only: refused, in one line, before any tracing.
     with pytest.raises(KsegError, match="--size HxW") as err:
-        export.export_model(model, "litert", tmp_path / "dynamic.tflite")
+        exporters.export_model(model, "litert", tmp_path / "dynamic.tflite")
     assert "\n" not in str(err.value) and not (tmp_path / "dynamic.tflite").exists()
 
 
 def test_not_a_run_dir(tmp_path):
-    from kseg.inference import export
+    from kseg.inference import exporters
 
     with pytest.raises(KsegError, match="not a run directory"):
-        export.export_run(tmp_path, "keras")
+        exporters.export_run(tmp_path, "keras")
     result = CliRunner().invoke(__import__("kseg.cli").cli.main, ["export", str(tmp_path)])
     assert result.exit_code == 1 and "not a run directory" in result.output
 
 
 def test_check_fails_on_an_export_that_disagrees(run_dir, tmp_path, monkeypatch):
     from kseg.cli import main
-    from kseg.inference import export
+    from kseg.inference import exporters
 
-    real = export.load_exported
+    real = exporters.load_exported
 
     def tampered(path, fmt):  # as if the exported weights had been changed
         run = real(path, fmt)
         return lambda x: run(x) + 0.25
 
-    monkeypatch.setattr(export, "load_exported", tampered)
+    monkeypatch.setattr(exporters, "load_exported", tampered)
     out = tmp_path / "m.keras"
     result = CliRunner().invoke(main, ["export", str(run_dir), "--out", str(out)])
     assert result.exit_code == 1, result.output
@@ -154,7 +154,7 @@ REAL_EXPORTS = """
 import json
 import kseg
 from kseg.errors import KsegError
-from kseg.inference import export
+from kseg.inference import exporters
 
 out = {{}}
 for arch, kwargs in {archs!r}.items():
@@ -162,13 +162,13 @@ for arch, kwargs in {archs!r}.items():
     diffs = {{}}
     for fmt in {formats!r}[arch]:
         try:
-            path = {tmp!r} + f"/{{arch}}{{export.SUFFIX[fmt]}}"
-            path = export.export_model(model, fmt, path, size=(64, 64))
-            diffs[fmt] = export.verify_export(model, path, fmt, shape=(1, 64, 64, 3))
+            path = {tmp!r} + f"/{{arch}}{{exporters.SUFFIX[fmt]}}"
+            path = exporters.export_model(model, fmt, path, size=(64, 64))
+            diffs[fmt] = exporters.verify_export(model, path, fmt, shape=(1, 64, 64, 3))
         except KsegError as exc:
             diffs[fmt] = str(exc)
     try:  # no --size: LiteRT's builtin ops need fixed H, W
-        export.export_model(model, "litert", {tmp!r} + "/dynamic.tflite")
+        exporters.export_model(model, "litert", {tmp!r} + "/dynamic.tflite")
         refused = None
     except KsegError as exc:
         refused = str(exc)
@@ -207,7 +207,7 @@ def test_a_mixed_precision_model_exports_in_float32(tmp_path):
     """Runtimes lack bfloat16 kernels: the export is a float32 copy with the same weights."""
     import keras
 
-    from kseg.inference import export
+    from kseg.inference import exporters
     from kseg.training.loop import dtype_policy
 
     with dtype_policy("mixed_bfloat16"):
@@ -215,8 +215,8 @@ def test_a_mixed_precision_model_exports_in_float32(tmp_path):
         x = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
         model = keras.Model(inputs, keras.layers.Conv2D(3, 1, dtype="float32", name="head")(x))
     assert keras.config.dtype_policy().name == "float32"  # the global policy is put back
-    copy = export.float32_copy(model)
+    copy = exporters.float32_copy(model)
     assert {layer.dtype_policy.name for layer in copy.layers} == {"float32"}
     assert all(np.array_equal(a, b) for a, b in zip(model.get_weights(), copy.get_weights(), strict=True))
-    path = export.export_model(model, "onnx", tmp_path / "m.onnx")
-    assert export.verify_export(model, path, "onnx", (1, 8, 8, 3)) < 1e-4
+    path = exporters.export_model(model, "onnx", tmp_path / "m.onnx")
+    assert exporters.verify_export(model, path, "onnx", (1, 8, 8, 3)) < 1e-4

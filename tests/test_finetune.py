@@ -93,7 +93,7 @@ def test_a_network_without_encoder_and_bad_values_are_one_line_errors():
 
 
 def test_build_model_wires_the_controls_into_a_keras_applications_network():
-    from kseg.data.spec import CAMVID
+    from kseg.data.dataset_spec import CAMVID
     from kseg.training.loop import build_model
 
     cfg = FitConfig(arch="fpn-mobilenetv3small", freeze_encoder_epochs=2, encoder_lr_mult=0.1,

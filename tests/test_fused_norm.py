@@ -104,7 +104,7 @@ def test_a_fused_model_saves_as_plain_keras_and_loads_without_custom_objects(tmp
 
 
 def test_build_model_trains_batch_norm_fused_unless_told_not_to():
-    from kseg.data.spec import DatasetSpec
+    from kseg.data.dataset_spec import DatasetSpec
     from kseg.training import hardware
     from kseg.training.config import FitConfig
     from kseg.training.fused_norm import _layers

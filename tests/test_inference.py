@@ -108,7 +108,7 @@ def test_mode_parsing_and_errors():
 def test_labels_band_by_band_and_large_image_refused(local_model, tmp_path):
     import imageio.v3 as iio
 
-    from kseg.inference.predict import read_input_image
+    from kseg.inference.outputs import read_input_image
 
     x = image(130, 90)
     mode = InferenceMode(window=32)

@@ -283,7 +283,7 @@ def test_layout_modules_agree_on_their_interface():
 
 
 def test_the_label_map_travels_with_the_spec_into_a_runs_config():
-    from kseg.data.spec import DatasetSpec
+    from kseg.data.dataset_spec import DatasetSpec
 
     for module in (cityscapes, ade20k):
         back = DatasetSpec.from_dict(json.loads(json.dumps(module.SPEC.to_dict())))

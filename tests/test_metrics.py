@@ -329,7 +329,7 @@ def test_soft_dice_is_accumulated_not_mean_of_batches():
 
 
 def test_measure_confusion_smoke():
-    from kseg.bench.confusion import measure_confusion
+    from kseg.bench.confusion_speed import measure_confusion
 
     out = measure_confusion(num_frames=2, size=(8, 12), num_classes=4, repeats=1)
     assert out["agree"] is True

@@ -219,7 +219,7 @@ def test_weight_loader_from_instance_gives_keras_features(keras_xception):
 
 @pytest.mark.parametrize("via", ["create_model", "kseg fit --encoder-weights"])
 def test_deeplabv3_loads_xception_weights_file(keras_xception, tmp_path, via):
-    from kseg.data.spec import CAMVID
+    from kseg.data.dataset_spec import CAMVID
     from kseg.training import checkpoints
     from kseg.training.recipes import resolve
 

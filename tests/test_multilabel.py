@@ -12,13 +12,13 @@ from PIL import Image
 import kseg
 from kseg.data import io
 from kseg.data.check import check_dataset
+from kseg.data.dataset_spec import DatasetSpec
 from kseg.data.readers import open_dataset
-from kseg.data.spec import DatasetSpec
 from kseg.errors import DataError, KsegError
 from kseg.inference.frames import labels_from_logits
 from kseg.losses import SegmentationLoss
-from kseg.metrics.multilabel import MultiLabelAccumulator
 from kseg.metrics.multilabel_keras import training_metrics
+from kseg.metrics.multilabel_scores import MultiLabelAccumulator
 
 S = 32
 CLASSES = ("road", "wet")

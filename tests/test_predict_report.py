@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from test_eval import make_run, write_dataset  # noqa: E402  (tests/ is on sys.path under pytest)
 
 from kseg.cli import main
-from kseg.data.spec import CAMVID, DatasetSpec
-from kseg.inference.predict import colorize, overlay
+from kseg.data.dataset_spec import CAMVID, DatasetSpec
+from kseg.inference.outputs import colorize, overlay
 from kseg.writes import MANIFEST
 
 
@@ -214,7 +214,7 @@ def test_predict_outputs_follow_the_options(study, tmp_path):
 
 
 def test_predict_refuses_an_image_too_large_to_decode(study, tmp_path, monkeypatch):
-    from kseg.inference import predict as pr
+    from kseg.inference import outputs as pr
 
     runs, images = study
     monkeypatch.setattr(pr, "MAX_PIXELS", 1000)

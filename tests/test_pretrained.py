@@ -372,7 +372,7 @@ def test_encoder_features_equal_pytorch_resnet34(torch_resnet34, fmt, tmp_path):
 
 def test_fit_setting_encoder_weights_reaches_the_builder(synthetic):
     """`kseg fit --encoder-weights FILE` builds the run's U-Net from the file."""
-    from kseg.data.spec import CAMVID
+    from kseg.data.dataset_spec import CAMVID
     from kseg.training import checkpoints
     from kseg.training.recipes import resolve
 

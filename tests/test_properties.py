@@ -107,7 +107,7 @@ SPECS = st.fixed_dictionaries({}, optional={
 
 
 def test_a_kseg_json_is_accepted_or_refused_in_one_line(tmp_path):
-    from kseg.data.spec import load_spec
+    from kseg.data.dataset_spec import load_spec
 
     count = Count("kseg.json files")
     path = tmp_path / "kseg.json"
@@ -192,8 +192,8 @@ EVAL = st.fixed_dictionaries({"run": st.just("r"), "mode": st.just("full-frame")
 
 def test_eval_json_read_back_is_refused_in_one_line_or_tabulated(tmp_path):
     """A damaged eval.json is one line naming it; one that passes makes both tables and eval.md."""
-    from kseg.inference.evaluate import read_eval
-    from kseg.reporting import tables
+    from kseg.inference.scoring import read_eval
+    from kseg.reporting import study_tables
     from kseg.runs import RunDir
 
     count = Count("eval.json read back and tabulated")
@@ -207,10 +207,10 @@ def test_eval_json_read_back_is_refused_in_one_line_or_tabulated(tmp_path):
         error = one_line_or_success(lambda: read_eval(run))
         if error is None:
             result = read_eval(run)
-            tables.table2([result])
-            for split in tables.result_splits([result]):
-                tables.table1([result], split)
-                tables.per_class_table([result], split)
+            study_tables.table2([result])
+            for split in study_tables.result_splits([result]):
+                study_tables.table1([result], split)
+                study_tables.per_class_table([result], split)
         else:
             assert "eval.json" in str(error)
 

@@ -76,7 +76,7 @@ def eval_error(run):
 
 
 def test_eval_of_a_damaged_run_names_the_file(tmp_path):
-    from kseg.data.spec import CAMVID
+    from kseg.data.dataset_spec import CAMVID
 
     run = RunDir(tmp_path / "runs" / "broken")
     run.path.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""kseg.data.spec: the dataset description (kseg.json / --spec), its checks and defaults.
+"""kseg.data.dataset_spec: the dataset description (kseg.json / --spec), its checks and defaults.
 
 tests/test_reliability.py sends one bad value of each field through `kseg data check`;
 here are the remaining checks, the file errors, the default colours and inferred specs.
@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from kseg.cli.main import main
-from kseg.data.spec import CAMVID, CAMVID_COLORS, DatasetSpec, default_colors, infer_spec, load_spec
+from kseg.data.dataset_spec import CAMVID, CAMVID_COLORS, DatasetSpec, default_colors, infer_spec, load_spec
 from kseg.errors import DataError
 
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from kseg.data import synth
+from kseg.data.dataset_spec import CAMVID
 from kseg.data.readers import open_dataset
-from kseg.data.spec import CAMVID
 from kseg.data.spill import SpillFile
 
 

@@ -199,7 +199,7 @@ def test_each_training_batch_is_built_once_for_its_own_epoch(data_dir, tmp_path)
 
     from kseg import api
     from kseg.training.callbacks import RunRecorder
-    from kseg.training.data import RunBatches
+    from kseg.training.inputs import RunBatches
 
     built, started, asked = collections.Counter(), [], []
     real_batch, real_item, real_begin = PatchDataset.batch, RunBatches.__getitem__, RunRecorder.on_epoch_begin

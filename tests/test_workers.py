@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from kseg.cli import main
 from kseg.data.patches import PatchDataset
 from kseg.training.config import FitConfig
-from kseg.training.data import RunBatches, loader_kwargs, pick_workers, training_datasets
+from kseg.training.inputs import RunBatches, loader_kwargs, pick_workers, training_datasets
 
 TINY = kseg_tiny.NAME
 

@@ -79,7 +79,7 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
         step as fit runs it (TensorFlow's fused kernel, kseg.training.fused_norm), the
         median ratio of steps timed in pairs.
     """
-    from kseg.training.data import first_batches, open_data, pick_workers, training_datasets
+    from kseg.training.inputs import first_batches, open_data, pick_workers, training_datasets
     from kseg.training.loop import fit
     from kseg.training.recipes import resolve
 

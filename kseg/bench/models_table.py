@@ -34,7 +34,7 @@ def measure(name, train_steps=2, frames=5, batch=16, patch=128):
 
     from kseg import registry
     from kseg.bench.flops import forward_flops
-    from kseg.data.spec import CAMVID
+    from kseg.data.dataset_spec import CAMVID
     from kseg.training.config import FitConfig
     from kseg.training.loop import build_model
 

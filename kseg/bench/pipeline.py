@@ -36,7 +36,7 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
     Memory: see the module's docstring.
     """
     from kseg.data.patches import Frames, PatchDataset  # imports keras
-    from kseg.training.data import loader_kwargs, pick_workers
+    from kseg.training.inputs import loader_kwargs, pick_workers
 
     auto = max(1, pick_workers("auto")[0])  # 0 and 1 both mean no pool
     counts = sorted({int(w) for w in workers} if workers else {1, 2, auto})

@@ -130,7 +130,7 @@ def pipeline(root=None, patch=128, grid=(4, 4), batch_size=16, workers=None):
     return result
 
 
-def fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
+def fit_run(arch="unet", data=None, steps=20, runs=None, repeats=5):
     """A real 2-epoch `kseg fit ARCH` capped at `steps` batches an epoch: peak memory, epoch
     time against its bare steps (see kseg.bench.fitrun.measure_fit)."""
     from kseg.bench.fitrun import measure_fit
@@ -140,12 +140,12 @@ def fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
 
 def confusion(num_frames=16):
     """Seconds for the confusion matrix of `num_frames` CamVid-size (360x480) frames."""
-    from kseg.bench.confusion import measure_confusion
+    from kseg.bench.confusion_speed import measure_confusion
 
     return measure_confusion(num_frames=num_frames)
 
 
-TASKS = {"ceiling": conv_ceiling, "network": network, "pipeline": pipeline, "fit": fit,
+TASKS = {"ceiling": conv_ceiling, "network": network, "pipeline": pipeline, "fit": fit_run,
          "confusion": confusion}
 
 

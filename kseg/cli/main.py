@@ -17,14 +17,14 @@ from kseg.errors import KsegError, debug_requested, user_error
 
 # command name -> "module:attribute" under kseg.cli.commands
 COMMANDS = {
-    "models": "models:models",
-    "data": "data:data",
-    "fit": "fit:fit",
-    "eval": "evaluate:evaluate",
-    "predict": "predict:predict",
-    "report": "report:report",
-    "bench": "bench:bench",
-    "export": "export:export",
+    "models": "models_command:models_command",
+    "data": "data_command:data_command",
+    "fit": "fit_command:fit_command",
+    "eval": "eval_command:evaluate_command",
+    "predict": "predict_command:predict_command",
+    "report": "report_command:report_command",
+    "bench": "bench_command:bench_command",
+    "export": "export_command:export_command",
 }
 
 

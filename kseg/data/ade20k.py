@@ -9,8 +9,8 @@ objects", about 8 % of pixels) is not one of the 150 benchmark classes: it is vo
 scores it (mmsegmentation's reduce_zero_label).
 """
 
+from kseg.data.dataset_spec import DatasetSpec
 from kseg.data.pairs import build_label_map, pair_folders
-from kseg.data.spec import DatasetSpec
 from kseg.errors import DataError
 
 NAME = "ade20k"

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 from kseg.data import io, trainable
-from kseg.data.multilabel import class_counts
+from kseg.data.multilabel_masks import class_counts
 from kseg.data.overlap import split_overlaps
 from kseg.data.readers import Dataset, open_dataset
 from kseg.errors import DataError

@@ -8,8 +8,8 @@ when read, every other label to void (255), as cityscapesscripts'
 createTrainIdLabelImgs.py does.
 """
 
+from kseg.data.dataset_spec import DatasetSpec
 from kseg.data.pairs import build_label_map, folders_present, pair_keys
-from kseg.data.spec import DatasetSpec
 from kseg.errors import DataError
 
 NAME = "cityscapes"

@@ -26,8 +26,8 @@ from pathlib import Path
 from kseg import atomic
 from kseg.data import io
 from kseg.data.coco_raster import paint
+from kseg.data.dataset_spec import DatasetSpec
 from kseg.data.pairs import Pair
-from kseg.data.spec import DatasetSpec
 from kseg.errors import DataError
 
 NAME = "coco"

@@ -29,8 +29,8 @@ import numpy as np
 from PIL import Image
 
 from kseg.data import io, maskfile
-from kseg.data.multilabel import MAX_CLASSES as MAX_LABELS
-from kseg.data.spec import DatasetSpec, infer_spec
+from kseg.data.dataset_spec import DatasetSpec, infer_spec
+from kseg.data.multilabel_masks import MAX_CLASSES as MAX_LABELS
 from kseg.errors import DataError
 
 MAX_COLORS = 64
@@ -131,7 +131,7 @@ def _color_spec(survey, name):
 
 
 def _bands_spec(survey, name):
-    """Multi-band TIFF masks: one class per band (kseg.data.multilabel)."""
+    """Multi-band TIFF masks: one class per band (kseg.data.multilabel_masks)."""
     first = survey.first["bands"]
     if len(survey.kinds) > 1 or len(survey.bands) > 1:
         raise DataError(f"{first}: multi-band masks beside masks of other kinds or band counts "
@@ -147,7 +147,7 @@ def _first_gray(survey):
 
 
 def multilabel_spec(classes, name, folder):
-    """`(spec, origin)` of a masks/<class>/ folder: overlapping classes (kseg.data.multilabel)."""
+    """`(spec, origin)` of a masks/<class>/ folder: overlapping classes (kseg.data.multilabel_masks)."""
     if len(classes) > MAX_LABELS:
         raise DataError(f"{folder}: {len(classes)} class folders; multi-label masks carry at most "
                         f"{MAX_LABELS} classes here (one bit each); merge classes or train them in groups")

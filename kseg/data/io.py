@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from kseg.data import maskfile, multilabel, tiff
+from kseg.data import maskfile, multilabel_masks, tiff
 from kseg.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
@@ -178,7 +178,7 @@ def read_mask(path, spec=None, check=True):
         check: raise DataError when a value is neither a class nor void.
     """
     if spec is not None and spec.multilabel:
-        kind, mask = "bits", multilabel.read_bits(path, spec, read_raw_mask)
+        kind, mask = "bits", multilabel_masks.read_bits(path, spec, read_raw_mask)
     else:
         kind, mask = read_raw_mask(path)
     if kind == "bands":
@@ -231,7 +231,7 @@ def rgb_to_mask(rgb, spec, path="mask"):
 def check_mask_values(mask, spec, path="mask"):
     """Raise DataError when mask holds values that are neither a class nor void."""
     counts = np.bincount(mask.ravel(), minlength=256)
-    limit = multilabel.label_limit(spec)
+    limit = multilabel_masks.label_limit(spec)
     bad = [v for v in np.flatnonzero(counts) if v >= limit and v != spec.void]
     if bad:
         shown = ", ".join(str(int(v)) for v in bad[:8]) + (" ..." if len(bad) > 8 else "")

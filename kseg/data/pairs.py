@@ -99,7 +99,7 @@ def class_folders(mask_dir):
 
 
 def pair_masks(img_dir, mask_dir):
-    """`pair_folders`, or for a multi-label mask folder (kseg.data.multilabel) the images
+    """`pair_folders`, or for a multi-label mask folder (kseg.data.multilabel_masks) the images
     paired with their first class's masks (the mask reader finds the other classes')."""
     classes = class_folders(mask_dir)
     return pair_folders(img_dir, mask_dir / classes[0]) if classes else pair_folders(img_dir, mask_dir)

@@ -33,8 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kseg.data import encoding, layouts
+from kseg.data.dataset_spec import CAMVID, DatasetSpec, load_spec
 from kseg.data.pairs import Pair, class_folders, pair_folders, pair_masks, read_list
-from kseg.data.spec import CAMVID, DatasetSpec, load_spec
 from kseg.errors import DataError
 
 SPLITS = ("train", "val", "test")

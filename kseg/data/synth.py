@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from kseg import atomic
+from kseg.data.dataset_spec import CAMVID
 from kseg.data.io import resize_bilinear, write_png
-from kseg.data.spec import CAMVID
 from kseg.errors import KsegError
 
 VERSION = 1

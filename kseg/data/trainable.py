@@ -108,8 +108,8 @@ def refuse(ds, info):
 
 
 def _known_class_lists():
+    from kseg.data.dataset_spec import CAMVID
     from kseg.data.layouts import LAYOUTS
-    from kseg.data.spec import CAMVID
 
     return [CAMVID.classes, *(m.SPEC.classes for m in LAYOUTS.values() if m.SPEC is not None)]
 

@@ -9,8 +9,8 @@ keeps the indices; `kseg.data.io.read_mask` reads them so), so no label map is n
 0 is background, 1-20 the objects and 255 the void border around them.
 """
 
+from kseg.data.dataset_spec import DatasetSpec
 from kseg.data.pairs import folders_present, read_list
-from kseg.data.spec import DatasetSpec
 from kseg.errors import DataError
 
 NAME = "voc"

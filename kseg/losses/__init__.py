@@ -24,12 +24,12 @@ by the sum of those weights over the non-void pixels (PyTorch's weighted mean); 
 per-class terms average classes with those weights. A batch that is all void gives 0.
 
 `parse_loss` and `LOSS_NAMES` do not import Keras (CLI option checks stay fast and do not
-fix the backend); `build_loss` and `SegmentationLoss` import kseg.losses.loss on first
+fix the backend); `build_loss` and `SegmentationLoss` import kseg.losses.segmentation_loss on first
 use, which registers the class for `keras.saving`. Saving and loading without kseg:
-kseg.losses.loss.
+kseg.losses.segmentation_loss.
 """
 
-from kseg.losses.spec import LOSS_NAMES, format_loss, parse_loss
+from kseg.losses.loss_spec import LOSS_NAMES, format_loss, parse_loss
 
 __all__ = ["LOSS_NAMES", "SegmentationLoss", "build_loss", "format_loss", "parse_loss"]
 
@@ -37,7 +37,7 @@ __all__ = ["LOSS_NAMES", "SegmentationLoss", "build_loss", "format_loss", "parse
 def __getattr__(name):
     # Lazy: importing the loss module imports Keras (PEP 562 module __getattr__).
     if name in ("SegmentationLoss", "build_loss"):
-        from kseg.losses import loss
+        from kseg.losses import segmentation_loss
 
-        return getattr(loss, name)
+        return getattr(segmentation_loss, name)
     raise AttributeError(f"module 'kseg.losses' has no attribute {name!r}")

@@ -8,9 +8,9 @@ Definitions: docs/metrics.md.
 """
 
 from kseg.metrics.confusion import ConfusionAccumulator, confusion_matrix
-from kseg.metrics.loss import cross_entropy_sum, split_loss
 from kseg.metrics.scores import SCORE_NAMES, per_class_counts, scores
 from kseg.metrics.soft_dice import SoftDiceAccumulator
+from kseg.metrics.split_loss import cross_entropy_sum, split_loss
 
 __all__ = [
     "SCORE_NAMES",

@@ -1,6 +1,6 @@
 """Keras metrics of multi-label training logs: one sigmoid per class, labels as bits.
 
-y_true (B, H, W) holds one bit per class (kseg.data.multilabel), void = ignore_index or
+y_true (B, H, W) holds one bit per class (kseg.data.multilabel_masks), void = ignore_index or
 any label >= 2**K; y_pred (B, H, W, K) logits, class c predicted where z_c > 0. Each
 metric keeps per-class sums over every pixel of the epoch:
 

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from kseg.metrics.loss import _log_softmax
+from kseg.metrics.split_loss import _log_softmax
 
 
 class SoftDiceAccumulator:

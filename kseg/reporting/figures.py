@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from kseg.data.io import colorize
-from kseg.inference.predict import overlay
+from kseg.inference.outputs import overlay
 
 # One colour per network, in run order, shared by every figure so a network keeps its
 # colour from the learning curves to the tables (matplotlib's tab10, colour-blind safe).

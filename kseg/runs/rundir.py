@@ -108,7 +108,10 @@ class RunDir:
                             f"a copy, or train the run again (kseg fit --name NEW)")
         from kseg.registry import get_entry
 
-        return get_entry(config["arch"]).stride
+        try:
+            return get_entry(config["arch"]).stride
+        except KsegError as e:
+            raise KsegError(f"{self.config_path}: 'arch': {e}") from None
 
     def grid(self, default=(4, 4)):
         """(grid, patch) of the study's patch grid: the run's own, or `default` for crop runs."""
@@ -118,7 +121,7 @@ class RunDir:
     @property
     def spec(self):
         """The run's `DatasetSpec`, from config.json."""
-        from kseg.data.spec import DatasetSpec
+        from kseg.data.dataset_spec import DatasetSpec
 
         config = self.config
         if "spec" not in config:  # a config.json made or cut by hand

@@ -36,7 +36,7 @@ NUMBER_RANGES = {
     "frame_cache_mb": (0, 2**30, False), "class_uniform": (0, 1, False),
     "freeze_encoder_epochs": (0, 10**6, False), "encoder_lr_mult": (0, None, True),
 }  # fmt: skip
-MAX_WORKERS = 64  # threads building batches; more only add memory (kseg.training.data.pick_workers)
+MAX_WORKERS = 64  # threads building batches; more only add memory (kseg.training.inputs.pick_workers)
 WHOLE_NUMBERS = ("epochs", "batch_size", "patch", "crops_per_image", "channels", "seed", "plateau_patience",
                  "freeze_encoder_epochs")
 
@@ -128,7 +128,7 @@ class FitConfig:
                                    "into a temporary file (at most half the free space of $TMPDIR).",
                                    "--frame-cache", float, metavar="MIB")
     # Threads of Keras' PyDataset pool building batches ahead of the train step; batches
-    # do not depend on it (kseg.training.data.pick_workers: auto, and why).
+    # do not depend on it (kseg.training.inputs.pick_workers: auto, and why).
     workers: int | str = option("auto", "Threads building batches ahead of training: auto (min(4, "
                                 "CPUs // 2); none below 4 CPUs), 0 for none, or N. Batches are the same "
                                 "for any N.",

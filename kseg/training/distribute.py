@@ -24,7 +24,7 @@ import keras
 
 from kseg import compat
 from kseg.errors import KsegError
-from kseg.training.data import BatchView
+from kseg.training.inputs import BatchView
 
 JAX_MULTIHOST_ENV = "KERAS_DISTRIBUTION_JOB_ADDRESSES"
 

@@ -50,7 +50,7 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     `callbacks`: more Keras callbacks, called after kseg's own have committed an epoch.
     """
     from kseg.training import distribute, finetune, hardware
-    from kseg.training.data import class_weights, first_batches, open_data, pick_workers, training_datasets
+    from kseg.training.inputs import class_weights, first_batches, open_data, pick_workers, training_datasets
 
     cfg.validate()
     callbacks = arguments.check_callbacks(callbacks)
@@ -234,7 +234,7 @@ def _callbacks(cfg, run, state, history, train_data, steps, progress, extra=()):
 
 def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
     """model.fit under StopSignals; every way out leaves state.json saying how it ended."""
-    from kseg.training.data import RunBatches
+    from kseg.training.inputs import RunBatches
 
     guard, bar = callbacks[0], callbacks[-1]
     recorder = next(c for c in callbacks if isinstance(c, RunRecorder))

@@ -1,10 +1,10 @@
 """The task a run trains: `binary` (one sigmoid logit), `multiclass` (softmax over one logit
-per class) or `multilabel` (a sigmoid per class, for overlapping classes: kseg.data.multilabel).
+per class) or `multilabel` (a sigmoid per class, for overlapping classes: kseg.data.multilabel_masks).
 
 `--task auto` (the default) is binary for a dataset of two classes (kseg.data.encoding
 infers background/foreground from 0/1 and 0/255 masks) and multiclass otherwise. A
 binary network ends in ONE logit z per pixel, p(foreground) = sigmoid(z); the losses
-take their binary modes (kseg.losses.loss), and everything after the network (metrics,
+take their binary modes (kseg.losses.segmentation_loss), and everything after the network (metrics,
 eval, predict, report) reads z as the two-class logits [0, z], whose softmax is
 [1 - sigmoid(z), sigmoid(z)]: the same scores, files and tables as any two-class run.
 """

@@ -1,6 +1,6 @@
 """The losses' multi-label mode: one sigmoid per class, classes that overlap.
 
-Labels (B, H, W) hold one bit per class (kseg.data.multilabel: bit c set where class c
+Labels (B, H, W) hold one bit per class (kseg.data.multilabel_masks: bit c set where class c
 is present), void = ignore_index or any label >= 2**K; logits (B, H, W, K), one per
 class, p_c = sigmoid(z_c). Over the non-void pixels:
 

@@ -20,10 +20,10 @@ import keras
 import numpy as np
 
 from kseg.errors import KsegError
-from kseg.losses import multilabel as ML
+from kseg.losses import multilabel_terms as ML
 from kseg.losses import terms as T
+from kseg.losses.loss_spec import as_terms, format_loss
 from kseg.losses.lovasz import lovasz_hinge, lovasz_softmax
-from kseg.losses.spec import as_terms, format_loss
 
 
 def _term_functions(loss):
@@ -57,7 +57,7 @@ def _binary_term_functions(loss):
 
 @keras.saving.register_keras_serializable(package="kseg", name="SegmentationLoss")
 class SegmentationLoss(keras.losses.Loss):
-    """sum_k weight_k * term_k(y_true, logits) over the terms of a spec (kseg.losses.spec).
+    """sum_k weight_k * term_k(y_true, logits) over the terms of a spec (kseg.losses.loss_spec).
 
     Args:
         terms: spec string ("ce+lovasz", "ce:1,dice:0.5") or (name, weight) pairs.
@@ -72,7 +72,7 @@ class SegmentationLoss(keras.losses.Loss):
             not both 0; 0.5/0.5 is Dice.
         smooth: additive smoothing of dice and tversky, >= 0.
         multilabel: labels hold one bit per class, one sigmoid logit per class
-            (kseg.losses.multilabel); no class weights.
+            (kseg.losses.multilabel_terms); no class weights.
     """
 
     def __init__(self, terms="ce", num_classes=None, ignore_index=None, class_weights=None,

@@ -23,14 +23,14 @@ from kseg.cli import options
 )
 @click.option("--patches", is_flag=True, help="Evaluate and predict with the study's patch grid.")
 @options.inference_options
-def report(runs_root, out_dir, samples, patches, window, overlap, tta):
+def report_command(runs_root, out_dir, samples, patches, window, overlap, tta):
     """Write report.md and report.html (runs without eval.json are evaluated first).
 
     With --patches, --window or --tta, runs evaluated another way are evaluated again in
     that mode, and the sample panels are predicted in it.
     """
     from kseg import output
-    from kseg.reporting.report import build_report
+    from kseg.reporting.report_page import build_report
 
     given = patches or window is not None or tta is not None
     inference = {"patches": patches, "window": window, "overlap": overlap, "tta": tta} if given else None

@@ -100,7 +100,7 @@ def evaluate_split(model, pairs, spec, stride, mode=None):
     if not pairs:
         raise KsegError("evaluate_split needs at least one frame")
     if spec.multilabel:
-        from kseg.metrics.multilabel import MultiLabelAccumulator as Accumulator
+        from kseg.metrics.multilabel_scores import MultiLabelAccumulator as Accumulator
     else:
         Accumulator = SplitAccumulator
     acc = Accumulator(spec.num_classes, spec.void)

@@ -24,7 +24,7 @@ from kseg.errors import KsegError
               "continue anyway.")
 @click.option("--live/--plain", default=None, help="Progress bar or one line per epoch (default: bar on a "
               "terminal).")
-def fit(arch, all_models, recipe, config_file, crops, runs_root, name, resume, live, **settings):
+def fit_command(arch, all_models, recipe, config_file, crops, runs_root, name, resume, live, **settings):
     """Train ARCH (or --all) on patches; writes runs/<name>/ and resumes interrupted runs."""
     from kseg import api, registry
 

@@ -12,8 +12,8 @@ import json
 from pathlib import Path
 
 from kseg.errors import KsegError
-from kseg.inference import evaluate as ev
-from kseg.reporting import tables
+from kseg.inference import scoring as ev
+from kseg.reporting import study_tables
 from kseg.runs import open_split_pairs, resolve_runs
 
 SAMPLE_SPLITS = ("test", "val", "train")  # first one present supplies the sample frames
@@ -65,7 +65,7 @@ def _result(run, log, inference):
     if result is None:
         result = ev.evaluate_run(run, ev.DEFAULT_SPLITS, log=log, mode=mode)
         ev.write_eval_json(run, result)
-        tables.write_eval_markdown(run, result)
+        study_tables.write_eval_markdown(run, result)
     return result
 
 
@@ -187,13 +187,15 @@ def _sections(runs, results, figures, out_dir):
             "Dice is hard Dice (= F1); soft_dice is on softmax probabilities.",
         ),
     ]
-    how = " / ".join(sorted({tables.mode_text(r) for r in results}))
-    for split in tables.result_splits(results):
-        s += [("h2", f"Table I: scores on {split} ({how})"), ("table", tables.table1(results, split), 3)]
-    for split in tables.result_splits(results):
-        s += [("h3", f"Per-class IoU on {split}"), ("table", tables.per_class_table(results, split), 3)]
+    how = " / ".join(sorted({study_tables.mode_text(r) for r in results}))
+    for split in study_tables.result_splits(results):
+        s += [("h2", f"Table I: scores on {split} ({how})"),
+              ("table", study_tables.table1(results, split), 3)]
+    for split in study_tables.result_splits(results):
+        s += [("h3", f"Per-class IoU on {split}"),
+              ("table", study_tables.per_class_table(results, split), 3)]
     s += [("h2", "Table II: times (seconds; prediction in ms per frame)"),
-          ("table", tables.table2(results), 2)]
+          ("table", study_tables.table2(results), 2)]
     for r in results:
         for split, reason in r.get("skipped", {}).items():
             s.append(("p", f"{r['run']}: {split}: {reason}, skipped"))
@@ -203,7 +205,7 @@ def _sections(runs, results, figures, out_dir):
     s.append(("h2", "Runs"))
     for run, r in zip(runs, results, strict=True):
         s.append(("h3", run.name))
-        s.append(("p", f"Evaluated with {tables.mode_text(r)} on `{r['data']}`."))
+        s.append(("p", f"Evaluated with {study_tables.mode_text(r)} on `{r['data']}`."))
         s.append(("table", (["config", "value"], _config_rows(run)), 4))
         env = _env_rows(run)
         if env:

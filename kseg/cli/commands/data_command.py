@@ -7,11 +7,11 @@ from kseg.errors import KsegError
 
 
 @click.group("data")
-def data():
+def data_command():
     """Check or generate datasets."""
 
 
-@data.command("check")
+@data_command.command("check")
 @click.argument("directory", required=False, type=click.Path(file_okay=False))
 @click.option("--spec", "spec_file", type=click.Path(dir_okay=False),
               help="Dataset description JSON (default: DIR/kseg.json, CamVid, or inferred).")
@@ -43,7 +43,7 @@ def _size(ctx, param, value):
     return parse_hw(value, "--size", minimum=32)
 
 
-@data.command("synth")
+@data_command.command("synth")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--train", "n_train", default=32, show_default=True, type=click.IntRange(0))
 @click.option("--val", "n_val", default=8, show_default=True, type=click.IntRange(0))

@@ -1,6 +1,6 @@
 """Scores of a multi-label split, with numpy: one binary confusion per class.
 
-Labels (...) hold one bit per class (kseg.data.multilabel), logits (..., K); class c is
+Labels (...) hold one bit per class (kseg.data.multilabel_masks), logits (..., K); class c is
 predicted where z_c > 0 (sigmoid(z_c) > 0.5). Per class, summed over every non-void
 pixel of the split: TP, FP, FN, TN, and for soft Dice sum p*y, sum p, sum y. Table I's
 names then mean:

@@ -11,7 +11,7 @@ from kseg import output, registry
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @click.option("--no-params", is_flag=True, help="Skip building each model to count parameters (the "
               "keras.applications pairs are counted only when PATTERN is given, e.g. 'unet-*').")
-def models(pattern, as_json, no_params):
+def models_command(pattern, as_json, no_params):
     """List registered models (PATTERN filters names, e.g. 'unet*')."""
     # Counting builds the model, 1-2 s each: the 39 pairs of a family would take a minute.
     core = set(registry.core_models())

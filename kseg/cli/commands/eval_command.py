@@ -25,14 +25,14 @@ def _parse_splits(ctx, param, value):
 @click.option("--full-frame/--patches", "full_frame", default=True,
               help="Whole frames padded to the network stride (default), or the study's patch grid.")
 @click.option("--per-class", is_flag=True, help="Also print per-class IoU (one row per class).")
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of tables.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of study_tables.")
 @click.option("--data", type=click.Path(exists=True, file_okay=False), default=None,
               help="Dataset folder to use instead of the one in each run's config.")
 @click.option("--other-classes", is_flag=True,
               help="Score a --data dataset whose classes differ from the run's, with the run's classes.")
 @options.inference_options
-def evaluate(runs, all_runs, runs_root, splits, full_frame, per_class, as_json, data, other_classes, window,
-             overlap, tta):
+def evaluate_command(runs, all_runs, runs_root, splits, full_frame, per_class, as_json, data,
+                     other_classes, window, overlap, tta):
     """Evaluate RUNs (names under --runs, or paths) and write eval.json/eval.md into each.
 
     A run that cannot be evaluated (e.g. an unreadable best.keras) is reported in one
@@ -64,17 +64,17 @@ def evaluate(runs, all_runs, runs_root, splits, full_frame, per_class, as_json, 
 
 def _print(results, per_class, as_json, full_frame):
     from kseg import output
-    from kseg.reporting import tables
+    from kseg.reporting import study_tables
 
     if as_json:
         output.print_json(results)
         return
-    modes = sorted({tables.mode_text(r) for r in results})
+    modes = sorted({study_tables.mode_text(r) for r in results})
     mode = "; ".join(modes) or ("patch grid" if not full_frame else "full frames")
-    for split in tables.result_splits(results):
-        output.print_table(f"Table I: {split}", *tables.table1(results, split), caption=mode)
+    for split in study_tables.result_splits(results):
+        output.print_table(f"Table I: {split}", *study_tables.table1(results, split), caption=mode)
         if per_class:
-            output.print_table(f"IoU per class: {split}", *tables.per_class_table(results, split))
+            output.print_table(f"IoU per class: {split}", *study_tables.per_class_table(results, split))
     if results:
-        output.print_table("Table II: times", *tables.table2(results), digits=2,
+        output.print_table("Table II: times", *study_tables.table2(results), digits=2,
                            caption="predict ms/frame: network call only, after one warm-up frame")

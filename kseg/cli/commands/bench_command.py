@@ -31,12 +31,12 @@ from kseg.errors import KsegError
 @click.option("--peer", "peer_path", type=click.Path(dir_okay=False), default=None,
               help="bench-peer.json of `make bench-peer`, for the target against segmentation_models "
                    "(default: ./bench-peer.json where present).")
-def bench(archs, json_path, quick, backends, no_variants, data, steps, patch, batch_size, ceiling_shape,
-          fit_arch, fit_steps, table, peer_path):
+def bench_command(archs, json_path, quick, backends, no_variants, data, steps, patch, batch_size,
+                  ceiling_shape, fit_arch, fit_steps, table, peer_path):
     """Measure ARCHS (default: all but the keras.applications pairs) at the study's settings."""
     from kseg import atomic, registry
     from kseg.bench import suite as benchsuite
-    from kseg.bench.tables import tables
+    from kseg.bench.bench_tables import tables
     from kseg.bench.targets import load_peer
 
     archs = list(archs) or registry.core_models()  # the keras.applications pairs by name only

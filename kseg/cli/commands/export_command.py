@@ -7,7 +7,7 @@ import click
 
 from kseg import output
 
-# kseg.inference.export.FORMATS and TOLERANCE, without importing Keras for --help.
+# kseg.inference.exporters.FORMATS and TOLERANCE, without importing Keras for --help.
 FORMATS = ("keras", "tf_saved_model", "onnx", "litert")
 TOLERANCE = 1e-3
 
@@ -25,12 +25,12 @@ TOLERANCE = 1e-3
                    "when they differ by more than --tolerance.")
 @click.option("--tolerance", default=TOLERANCE, show_default=True, type=click.FloatRange(min=0),
               help="Largest logit difference --check accepts, times max(1, largest |logit|).")
-def export(run, fmt, out, which, size, check, tolerance):
+def export_command(run, fmt, out, which, size, check, tolerance):
     """Export RUN's checkpoint; --check compares the export's logits with the checkpoint's."""
     if fmt != "keras" and "keras" not in sys.modules:
-        # SavedModel, ONNX and LiteRT are traced by TensorFlow (see kseg/inference/export.py).
+        # SavedModel, ONNX and LiteRT are traced by TensorFlow (see kseg/inference/exporters.py).
         os.environ["KERAS_BACKEND"] = "tensorflow"
-    from kseg.inference import export as exporter
+    from kseg.inference import exporters as exporter
     from kseg.parsing import parse_hw
     from kseg.runs import RunDir
 

@@ -54,7 +54,7 @@ class DatasetSpec:
     # The largest share of void among the train pixels that `kseg data check` accepts
     # (None: its default, 0.3); raise it for sparse labels such as scribbles.
     max_void: float | None = None
-    # Classes overlap: a mask label holds one bit per class (kseg.data.multilabel).
+    # Classes overlap: a mask label holds one bit per class (kseg.data.multilabel_masks).
     multilabel: bool = False
 
     def __post_init__(self):
@@ -197,7 +197,7 @@ def _show(value):
 
 def _validate(spec):
     """Checks across fields, after _check_fields: colours usable as a colour map, and a
-    multi-label spec's classes fitting the bits of a label (kseg.data.multilabel)."""
+    multi-label spec's classes fitting the bits of a label (kseg.data.multilabel_masks)."""
     k = len(spec.classes)
     if not isinstance(spec.multilabel, bool):
         raise ValueError(f"'multilabel' must be true or false. Received: {_show(spec.multilabel)}")

@@ -19,7 +19,7 @@ from kseg.cli import options
               help="Also write <stem>_probs.npz: float16 (H, W, K) softmax probabilities.")
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
               help="Binary and multi-label runs: a class where its probability >= this (default: > 0.5).")
-def predict(run, images, out_dir, runs_root, patches, window, overlap, tta, confidence, save_probs,
+def predict_command(run, images, out_dir, runs_root, patches, window, overlap, tta, confidence, save_probs,
             threshold):
     """Predict IMAGES (files, folders or globs) with RUN and write colour masks and overlays."""
     from kseg import api, output
