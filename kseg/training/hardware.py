@@ -28,8 +28,13 @@ def gpus():
     return out
 
 
-def pick_precision(requested, cpu_flags, gpu_list):
-    """`(precision, reason)`: `requested` itself, or for "auto" bfloat16 where it is native."""
+def pick_precision(requested, cpu_flags, gpu_list, onednn=True):
+    """`(precision, reason)`: `requested` itself, or for "auto" bfloat16 where it is native.
+
+    On a CPU, native means bfloat16 units AND oneDNN's kernels to use them: TensorFlow's
+    own (Eigen) bfloat16 kernels, what runs with TF_ENABLE_ONEDNN_OPTS=0, are slower than
+    float32 even on such a CPU. `onednn`: None where unknown (JAX, torch), kept as native.
+    """
     if requested == "mixed_float16" and not gpu_list:
         return requested, ("asked for; no GPU is visible, and float16 has no fast CPU kernels: "
                            "expect a train step many times slower than float32")
@@ -41,6 +46,9 @@ def pick_precision(requested, cpu_flags, gpu_list):
             return "mixed_bfloat16", f"auto: {name} has bfloat16 units"
         return "float32", f"auto: {name} has no bfloat16 units"
     native = [f for f in BF16_CPU_FLAGS if f in (cpu_flags or ())]
+    if native and onednn is False:
+        return "float32", (f"auto: this CPU has {native[0].upper()}, but TensorFlow runs without oneDNN "
+                           f"here, whose bfloat16 kernels it would need")
     if native:
         return "mixed_bfloat16", f"auto: this CPU has {native[0].upper()}"
     return "float32", "auto: this CPU has no native bfloat16"
@@ -74,7 +82,8 @@ def choose(cfg):
     from kseg.training.environment import cpu_info, onednn
 
     found, backend = gpus(), keras.backend.backend()
-    precision, why_precision = pick_precision(cfg.precision, cpu_info()["flags"], found)
-    jit, why_jit = pick_jit(cfg.jit, found, backend, onednn(backend))
+    uses_onednn = onednn(backend)
+    precision, why_precision = pick_precision(cfg.precision, cpu_info()["flags"], found, uses_onednn)
+    jit, why_jit = pick_jit(cfg.jit, found, backend, uses_onednn)
     choice = {"precision": precision, "precision_reason": why_precision, "jit": jit, "jit_reason": why_jit}
     return dataclasses.replace(cfg, precision=precision, jit=jit), choice
