@@ -184,6 +184,19 @@ def test_fit_all_trains_each_registered_model_and_skips_finished(data_dir, train
     assert other.config["arch"] == kseg_tiny.OTHER and other.state.epoch == 2
 
 
+def test_fit_trains_each_architecture_named_and_checks_every_name_first(data_dir, tmp_path):
+    runs = tmp_path / "runs"
+    typo = CliRunner().invoke(main, ["fit", TINY, "tiny_tset", "--data", str(data_dir), "--runs",
+                                          str(runs), "--epochs", "1", "--patch", "32", "--grid", "2x2"])
+    assert typo.exit_code == 1 and "tiny_tset" in typo.output and not runs.exists()  # nothing trained
+    twice = CliRunner().invoke(main, ["fit", TINY, TINY, "--data", str(data_dir)])
+    assert twice.exit_code == 1 and "named twice" in twice.output
+    both = fit(data_dir, runs, "--epochs", "1", kseg_tiny.OTHER, arch=TINY)
+    assert both.exit_code == 0, both.output
+    assert [RunDir(runs / a).config["arch"] for a in (TINY, kseg_tiny.OTHER)] == [TINY, kseg_tiny.OTHER]
+    assert RunDir(runs / kseg_tiny.OTHER).state.epoch == 1
+
+
 @pytest.mark.parametrize(
     "options, config_key, expected",
     [

@@ -1,4 +1,4 @@
-"""`kseg fit`: train one registered network, or all of them, into run directories."""
+"""`kseg fit`: train registered networks, one after the other, into run directories."""
 
 import click
 
@@ -8,7 +8,7 @@ from kseg.errors import KsegError
 
 
 @click.command("fit")
-@click.argument("arch", required=False)
+@click.argument("archs", nargs=-1, metavar="[ARCH]...")
 @click.option("--all", "all_models", is_flag=True,
               help="Train every registered model, one after the other (the keras.applications pairs, "
                    "unet-resnet50 ..., only by name).")
@@ -26,22 +26,28 @@ from kseg.errors import KsegError
               "terminal).")
 @click.option("--dry-run", is_flag=True, help="Check the settings and the data, print what the run would do "
               "(network, data, batches, hardware, fresh or continued), and write nothing.")
-def fit_command(arch, all_models, recipe, config_file, crops, runs_root, name, resume, live, dry_run,
+def fit_command(archs, all_models, recipe, config_file, crops, runs_root, name, resume, live, dry_run,
                 **settings):
-    """Train ARCH (or --all) on patches; writes runs/<name>/ and resumes interrupted runs."""
+    """Train each ARCH (or --all) in turn, with the same settings; writes runs/<name>/ and resumes
+    interrupted runs."""
     from kseg import api, registry
 
-    if all_models and arch:
-        raise KsegError("Give an architecture (see `kseg models`) or --all, not both.")
-    if not all_models and not arch and not config_file:
+    if all_models and archs:
+        raise KsegError("Give architectures (see `kseg models`) or --all, not both.")
+    if not all_models and not archs and not config_file:
         raise KsegError("Give an architecture (see `kseg models`), --all, or a --config that names one.")
-    if all_models and (name or settings["model_kwargs"]):
-        raise KsegError("--name and --model-arg apply to one architecture; drop them with --all.")
+    if (all_models or len(archs) > 1) and (name or settings["model_kwargs"]):
+        raise KsegError("--name and --model-arg apply to one architecture; train the others in a "
+                        "second `kseg fit`.")
+    if len(set(archs)) < len(archs):
+        raise KsegError(f"{_first_repeat(archs)!r} is named twice; each architecture trains once.")
+    for a in archs:
+        registry.get_entry(a)  # a misspelt second name fails now, not after the first has trained
     settings["model_kwargs"] = settings["model_kwargs"] or None
     settings = {k: v for k, v in settings.items() if v is not None}  # None: not given
     if crops:
         settings["grid"] = None  # random crops (over any --grid): an explicit value, unlike no --grid
-    for a in registry.core_models() if all_models else [arch]:
+    for a in registry.core_models() if all_models else (archs or [None]):
         try:
             done = api.fit(a, runs=runs_root, name=name, resume=resume, recipe=recipe, config=config_file,
                            progress=live, dry_run=dry_run, **settings)
@@ -55,6 +61,10 @@ def fit_command(arch, all_models, recipe, config_file, crops, runs_root, name, r
             _print_plan(done)  # a FitPlan
         else:
             _summary(done)  # a RunDir
+
+
+def _first_repeat(names):
+    return next(n for i, n in enumerate(names) if n in names[:i])
 
 
 def _print_plan(plan):
