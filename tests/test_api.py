@@ -292,6 +292,25 @@ def test_precision_auto_needs_onednn_for_bfloat16_on_a_cpu():
     assert pick_precision("mixed_bfloat16", flags, [], onednn=False)[0] == "mixed_bfloat16"  # asked for
 
 
+def test_jax_gpus_are_read_from_the_devices_so_auto_precision_sees_them():
+    """On JAX (a GPU machine without TensorFlow), `--precision auto` looks at the GPU, not at the
+    host CPU's flags: CUDA devices only, their capability as text or as a pair."""
+    from types import SimpleNamespace
+
+    from kseg.training.hardware import jax_gpus, pick_precision
+
+    devices = [SimpleNamespace(platform="cpu", device_kind="cpu"),
+               SimpleNamespace(platform="gpu", device_kind="NVIDIA H100 80GB HBM3", compute_capability="9.0"),
+               SimpleNamespace(platform="gpu", device_kind="Tesla T4", compute_capability=(7, 5)),
+               SimpleNamespace(platform="gpu", device_kind="odd", compute_capability="sm_90")]
+    found = jax_gpus(devices)
+    assert found == [("NVIDIA H100 80GB HBM3", (9, 0)), ("Tesla T4", (7, 5)), ("odd", None)]
+    assert pick_precision("auto", ["avx2"], found[:1]) == ("mixed_bfloat16",
+                                                            "auto: NVIDIA H100 80GB HBM3 has bfloat16 units")
+    assert pick_precision("auto", ["amx_bf16"], found[1:2])[0] == "float32"  # the GPU decides
+    assert jax_gpus(devices[:1]) == []
+
+
 def test_jit_auto_stays_off_on_cpus_and_says_when_jit_would_pay():
     """Run J: without oneDNN (AVX2 CPUs) XLA trains U-Net faster, so the reason names
     --jit there; with oneDNN it names oneDNN; a GPU turns XLA on whatever oneDNN says."""

@@ -17,10 +17,20 @@ AMPERE = (8, 0)  # first NVIDIA compute capability with bfloat16 tensor cores
 
 
 def gpus():
-    """[(name, (major, minor) or None)] of the visible GPUs (TensorFlow backend only)."""
+    """[(name, (major, minor) or None)] of the GPUs the current Keras backend sees."""
     import keras
 
-    if keras.backend.backend() != "tensorflow":
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return jax_gpus(jax.devices())
+    if backend == "torch":
+        import torch
+
+        return [(torch.cuda.get_device_name(i), tuple(torch.cuda.get_device_capability(i)))
+                for i in range(torch.cuda.device_count())]
+    if backend != "tensorflow":
         return []
     import tensorflow as tf
 
@@ -28,6 +38,23 @@ def gpus():
     for gpu in tf.config.list_physical_devices("GPU"):
         details = tf.config.experimental.get_device_details(gpu)
         out.append((details.get("device_name", gpu.name), details.get("compute_capability")))
+    return out
+
+
+def jax_gpus(devices):
+    """`gpus()` of JAX devices. A CUDA device's `compute_capability` is text ("9.0") in the
+    jaxlib releases read, a pair in some; anything else is recorded as unknown (None)."""
+    out = []
+    for device in devices:
+        if device.platform != "gpu":
+            continue
+        found = getattr(device, "compute_capability", None)
+        parts = str(found).split(".") if isinstance(found, str) else list(found or ())
+        try:
+            capability = (int(parts[0]), int(parts[1]) if len(parts) > 1 else 0)
+        except (IndexError, TypeError, ValueError):
+            capability = None
+        out.append((device.device_kind, capability))
     return out
 
 
