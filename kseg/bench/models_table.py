@@ -1,13 +1,15 @@
 """The networks table (`kseg bench --table`, docs/models.md): parameters, GFLOPs at
 360x480, train patches/s and predict ms per 360x480 frame, one network after another.
 
-Short runs: float32, TensorFlow, XLA off (kseg's CPU default). Train: the model as
+Short runs: float32 on the current Keras backend; on TensorFlow XLA off (kseg's CPU
+default), on JAX compiled (its only mode), on torch eager. Train: the model as
 `kseg fit` compiles it (kseg.training.loop.build_model: cross-entropy, the training
 metrics, fused batch norm, Adam) on random (16, 128, 128, 3) patches of CamVid's 12
 classes, one untimed step (the trace), then the median of `train_steps` steps. Predict:
 a (1, 360, 480, 3) frame padded to the network's stride (384x480; 384x512 for DDRNet's
-64), a compiled forward pass, median and fastest of `frames` after two untimed. GFLOPs
-(kseg.bench.flops, a multiply-add is 2) at the padded size.
+64), a compiled forward pass (TensorFlow: a tf.function; elsewhere Keras' predict_on_batch),
+median and fastest of `frames` after two untimed. GFLOPs (kseg.bench.flops, a multiply-add
+is 2) at the padded size.
 """
 
 import time
@@ -30,7 +32,7 @@ def _times(fn, count, warm):
 def measure(name, train_steps=2, frames=5, batch=16, patch=128):
     """One row: {"name", "params", "frame", "gflops"[, "predict_ms", "predict_ms_min"]
     [, "train_patches_s"]}; `frames=0` stops after the sizes, `train_steps=0` after predict."""
-    import tensorflow as tf
+    import keras
 
     from kseg import registry
     from kseg.bench.flops import forward_flops
@@ -45,13 +47,14 @@ def measure(name, train_steps=2, frames=5, batch=16, patch=128):
            "gflops": forward_flops(model, (h, w, 3)) / 1e9}
     if not frames:
         return row
-    forward = tf.function(lambda x: model(x, training=False), jit_compile=False)
-    x = tf.constant(np.random.default_rng(0).uniform(0, 255, (1, h, w, 3)).astype("float32"))
-    times = _times(lambda: forward(x).numpy(), frames, warm=2)
+    x = np.random.default_rng(0).uniform(0, 255, (1, h, w, 3)).astype("float32")
+    times = _times(_forward(model, x), frames, warm=2)
     row["predict_ms"], row["predict_ms_min"] = 1000 * float(np.median(times)), 1000 * float(np.min(times))
     if not train_steps:
         return row
-    cfg = FitConfig(arch=name, precision="float32", jit=False, patch=patch, batch_size=batch).validate()
+    tensorflow = keras.backend.backend() == "tensorflow"  # elsewhere jit=False would run JAX eagerly
+    cfg = FitConfig(arch=name, precision="float32", jit=False if tensorflow else None, patch=patch,
+                    batch_size=batch).validate()
     model = build_model(cfg, CAMVID)  # compiled as `kseg fit` compiles it
     rng = np.random.default_rng(1)
     xb = rng.uniform(0, 255, (batch, patch, patch, 3)).astype("float32")
@@ -59,6 +62,20 @@ def measure(name, train_steps=2, frames=5, batch=16, patch=128):
     row["train_patches_s"] = batch / float(np.median(_times(lambda: model.train_on_batch(xb, yb), train_steps,
                                                             warm=1)))
     return row
+
+
+def _forward(model, x):
+    """A call that predicts `x` and waits for the result: a tf.function on TensorFlow (XLA
+    off), Keras' compiled predict function elsewhere (returns numpy, so the device is done)."""
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        return lambda: model.predict_on_batch(x)
+    import tensorflow as tf
+
+    forward = tf.function(lambda v: model(v, training=False), jit_compile=False)
+    tensor = tf.constant(x)
+    return lambda: forward(tensor).numpy()
 
 
 def table_rows(rows):
