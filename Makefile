@@ -7,6 +7,7 @@ STAMP  := $(VENV)/.kseg-installed
 DEMO   ?= demo-runs
 
 .PHONY: install torch hub test test-oldest test-versions coverage demo docs bench bench-peer lint clean
+.PHONY: gpu-check camvid-pack gpu-wheels
 
 install: $(STAMP)
 
@@ -143,6 +144,36 @@ $(PEER_STAMP): benchmarks/peer/requirements.txt
 bench-peer: install $(PEER_STAMP)
 	$(PY) benchmarks/peer/bench_peer.py --rounds $(PEER_ROUNDS) --steps $(PEER_STEPS) --precision $(PEER_PRECISION) \
 		--peer-python $(PEER_VENV)/bin/python --json bench-peer.json
+
+# `make gpu-check`: kseg on a machine with a GPU and no internet, in at most 8 minutes
+# (docs/performance.md, "On a GPU"). Installs the wheels of .whl/ (or $KSEG_WHEELS) and kseg
+# into GPU_PYTHON with pip kept off the network, then the GPU checks (mixed_float16, XLA,
+# fused batch norm, --distribute), one epoch each of the study and of the camvid recipe on
+# CAMVID_PACK with `kseg eval`, `kseg bench --table` and the GPU-relevant tests; writes
+# GPU_CHECK_JSON after every step. Where the backend sees no GPU, or with DRY_RUN=1, the same
+# steps run on the CPU at tiny sizes ("dry_run": true).
+GPU_PYTHON     ?= python3
+CAMVID_PACK    ?= camvid-pack.tar
+GPU_CHECK_JSON ?= gpu-check.json
+DRY_RUN        ?=
+KSEG_CAMVID    ?= ../shared/camvid
+
+gpu-check:
+	$(GPU_PYTHON) benchmarks/gpu/gpu_check.py --pack $(CAMVID_PACK) --json $(GPU_CHECK_JSON) \
+		$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
+
+# CamVid ($KSEG_CAMVID, else ../shared/camvid) as one tar for gpu-check: frames as JPEG (quality 95,
+# 4:4:4), masks as the PNG files they are; fails, writing nothing, when it would be over 60 MB.
+camvid-pack: install
+	$(PY) benchmarks/gpu/camvid_pack.py $(KSEG_CAMVID) $(CAMVID_PACK) --max-mb 60
+
+# What gpu-check installs on a lent GPU machine (Python 3.12, torch and JAX, no Keras): the wheels,
+# downloaded here into .whl/ (git-ignored; it travels with the working tree).
+GPU_WHEELS ?= keras==3.15.1 namex optree packaging setuptools
+gpu-wheels: install
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .whl $(GPU_WHEELS)
 
 lint: install
 	$(VENV)/bin/ruff check kseg tests examples benchmarks
