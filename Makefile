@@ -151,16 +151,18 @@ bench-peer: install $(PEER_STAMP)
 # fused batch norm, --distribute), one epoch each of the study and of the camvid recipe on
 # CAMVID_PACK with `kseg eval`, `kseg bench --table` and the GPU-relevant tests; writes
 # GPU_CHECK_JSON after every step. Where the backend sees no GPU, or with DRY_RUN=1, the same
-# steps run on the CPU at tiny sizes ("dry_run": true).
+# steps run on the CPU at tiny sizes ("dry_run": true). GPU_CHECK_ARGS: more options of
+# benchmarks/gpu/gpu_check.py (--no-install, --backend jax, --arch deeplabv3 ...).
 GPU_PYTHON     ?= python3
 CAMVID_PACK    ?= camvid-pack.tar
 GPU_CHECK_JSON ?= gpu-check.json
 DRY_RUN        ?=
+GPU_CHECK_ARGS ?=
 KSEG_CAMVID    ?= ../shared/camvid
 
 gpu-check:
 	$(GPU_PYTHON) benchmarks/gpu/gpu_check.py --pack $(CAMVID_PACK) --json $(GPU_CHECK_JSON) \
-		$(if $(filter-out 0,$(DRY_RUN)),--dry-run)
+		$(if $(filter-out 0,$(DRY_RUN)),--dry-run) $(GPU_CHECK_ARGS)
 
 # CamVid ($KSEG_CAMVID, else ../shared/camvid) as one tar for gpu-check: frames as JPEG (quality 95,
 # 4:4:4), masks as the PNG files they are; fails, writing nothing, when it would be over 60 MB.

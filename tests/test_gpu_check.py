@@ -111,6 +111,19 @@ def test_the_backend_is_tensorflow_where_importable_else_jax_else_torch(monkeypa
     assert gpu_steps.pick_backend() == ("jax", "KERAS_BACKEND is set")
 
 
+def test_an_editable_kseg_is_not_reinstalled(monkeypatch):
+    """A developer's `pip install -e .` stays; a kseg.egg-info left in the checkout by an
+    earlier build (no direct_url.json) does not hide it."""
+    def dist(direct_url):
+        return SimpleNamespace(read_text=lambda name: direct_url if name == "direct_url.json" else None)
+
+    editable = dist('{"dir_info": {"editable": true}, "url": "file:///src/kseg"}')
+    for found, expected in (([dist(None), editable], True), ([dist('{"dir_info": {}, "url": "x"}')], False),
+                            ([], False)):
+        monkeypatch.setattr(gpu_steps.importlib.metadata, "distributions", lambda name, found=found: found)
+        assert gpu_steps._editable_kseg() is expected
+
+
 @pytest.mark.slow
 def test_dry_run_runs_every_step_on_the_cpu(tmp_path):
     (tmp_path / "gpu_check_tiny.py").write_text(textwrap.dedent(TINY_PLUGIN))

@@ -51,10 +51,25 @@ def install(check, timeout):
     env = check.env(PIP_NO_INDEX="1")
     if new:  # first, so that kseg's build finds setuptools where only its wheel was here
         check.run([*pip, *map(str, new)], "install-wheels", timeout, env=env)
-    check.run([*pip, "--no-build-isolation", str(REPO)], "install", timeout, env=env)
+    installed = [w.name for w in new]
+    if _editable_kseg():  # a developer's `pip install -e .` stays: a plain install would replace it
+        present.append("kseg (editable)")
+    else:
+        check.run([*pip, "--no-build-isolation", str(REPO)], "install", timeout, env=env)
+        installed.append("kseg")
     importlib.invalidate_caches()  # the backend is picked next, from what is installed now
-    return {"status": "pass", "reason": None, "wheels_folder": str(folder),
-            "installed": [w.name for w in new] + ["kseg"], "already_installed": present}
+    return {"status": "pass", "reason": None, "wheels_folder": str(folder), "installed": installed,
+            "already_installed": present}
+
+
+def _editable_kseg():
+    """True where kseg is installed editable (PEP 610's direct_url.json says so). Every kseg
+    found is read: the checkout on sys.path may hold a kseg.egg-info of an earlier build."""
+    for dist in importlib.metadata.distributions(name="kseg"):
+        text = dist.read_text("direct_url.json")
+        if text and json.loads(text).get("dir_info", {}).get("editable"):
+            return True
+    return False
 
 
 def pick_backend(requested=None):
