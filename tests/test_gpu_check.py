@@ -85,6 +85,9 @@ def _check(tmp_path, budget=60):
 
 def test_a_step_that_times_out_is_recorded_and_the_next_runs(tmp_path):
     check = _check(tmp_path)
+    nothing = check.step("first", lambda c, timeout: pytest.fail("started"), timeout=5)
+    assert nothing["status"] == "skip" and "no Keras backend" in nothing["reason"]  # environment failed
+    check.backend = "tensorflow"
     sleeper = [sys.executable, "-c", "import time; print('started', flush=True); time.sleep(60)"]
     slow = check.step("slow", lambda c, timeout: c.run(sleeper, "slow", timeout), timeout=0.25)  # x4: dry run
     assert slow["status"] == "fail" and slow["reason"].startswith("timed out after 1 s; started")
@@ -95,7 +98,7 @@ def test_a_step_that_times_out_is_recorded_and_the_next_runs(tmp_path):
     late = check.step("late", lambda c, timeout: pytest.fail("started"), timeout=5)
     assert late["status"] == "skip" and late["reason"].startswith("not started: 0 s left of the 60 s budget")
     saved = json.loads((tmp_path / "out.json").read_text())  # written after every step
-    assert list(saved["steps"]) == ["slow", "broken", "late"] and saved["dry_run"] is True
+    assert list(saved["steps"]) == ["first", "slow", "broken", "late"] and saved["dry_run"] is True
     assert [p.name for p in tmp_path.iterdir() if p.is_file()] == ["out.json"]
 
 

@@ -45,6 +45,7 @@ from kseg import atomic  # noqa: E402
 BUDGET_SECONDS = 430
 DRY_RUN_SLOWDOWN = 4  # a CPU compiles and trains the same steps this many times slower, or more
 MIN_STEP_SECONDS = 15  # a step is not started with less time than this left
+BACKEND_FREE_STEPS = ("install", "environment", "camvid_pack")  # the others need keras and a backend
 # The probes' patch, batch and steps; each recipe's extra `kseg fit` options; kseg bench's steps.
 # The camvid recipe's one warmup epoch would leave one epoch no steps to decay over: half of it.
 SIZES = {
@@ -123,6 +124,8 @@ class GpuCheck:
         entry = {"status": "skip", "reason": None, "seconds": 0.0}
         if left < MIN_STEP_SECONDS:
             entry["reason"] = f"not started: {max(left, 0):.0f} s left of the {self.budget()} s budget"
+        elif self.backend is None and name not in BACKEND_FREE_STEPS:
+            entry["reason"] = "not started: no Keras backend (see the environment step)"
         else:
             limit = min(timeout * (DRY_RUN_SLOWDOWN if self.dry_run else 1), left)
             start = time.monotonic()
