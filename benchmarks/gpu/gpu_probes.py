@@ -11,6 +11,7 @@ compiles it (loss, metrics, fused batch norm on TensorFlow, the precision and XL
 for), and trains on one random batch of CamVid's classes, void included.
 """
 
+import dataclasses
 import importlib
 import json
 import math
@@ -36,7 +37,7 @@ def environment(opts):
     from kseg.training.environment import environment as run_env
 
     env = run_env()
-    _, chosen = hardware.choose(FitConfig(arch="unet"))
+    chosen = dataclasses.asdict(hardware.choose(FitConfig(arch="unet")))
     gpus = hardware.gpus()
     return {"status": "pass", "backend": keras.backend.backend(), "backend_version": env["backend_version"],
             "keras": keras.__version__, "numpy": numpy.__version__, "python": env["python"],
@@ -95,7 +96,7 @@ def fused_batch_norm(opts):
     from kseg.training import hardware
     from kseg.training.config import FitConfig
 
-    precision = hardware.choose(FitConfig(arch=opts["arch"]))[1]["precision"]
+    precision = hardware.choose(FitConfig(arch=opts["arch"])).precision
     fused, x, y = _compiled(opts, precision=precision)
     plain, _, _ = _compiled(opts, precision=precision, fused_norm=False)
     plain.set_weights(fused.get_weights())
