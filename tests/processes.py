@@ -27,3 +27,25 @@ def child_env(backend="tensorflow", **extra):
 def tiny_cli(*args):
     """argv of `kseg ARGS` in a fresh interpreter, with the tiny networks registered."""
     return [sys.executable, "-c", "import kseg_tiny; kseg_tiny.main()", *map(str, args)]
+
+
+def pool_workers():
+    """Pids of this process's children running kseg.data.pool_worker (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # not a process, or gone meanwhile
+            continue
+        if b"kseg.data.pool_worker" in command and int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+def ended(pid):
+    """True once process `pid` has ended (a zombie counts: its parent has not reaped it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

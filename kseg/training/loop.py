@@ -69,7 +69,7 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
         check_task_options(cfg, dataset.spec)
         _check_against(cfg, dataset.spec)
         _check_data(dataset, cfg)  # after the cheap checks: it decodes every file
-        workers, workers_reason = pick_workers(cfg.workers)
+        workers, workers_reason = pick_workers(cfg.workers, kind=cfg.worker_kind)
         train_data, val_data, pairs = training_datasets(cfg, dataset, workers)
         chosen, choice = hardware.choose(cfg)
         choice["workers"], choice["workers_reason"] = workers, workers_reason
@@ -234,7 +234,7 @@ def _callbacks(cfg, run, state, history, train_data, steps, progress, extra=()):
 
 def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
     """model.fit under StopSignals; every way out leaves state.json saying how it ended."""
-    from kseg.training.inputs import RunBatches
+    from kseg.training.inputs import RunBatches, close_data
 
     guard, bar = callbacks[0], callbacks[-1]
     recorder = next(c for c in callbacks if isinstance(c, RunRecorder))
@@ -276,6 +276,7 @@ def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
             raise
         finally:
             bar.close()
+            close_data(train_data, val_data)  # the worker processes, if any, end with the fit
     run.write_state(recorder.state.stop("finished"))
 
 
