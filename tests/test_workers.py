@@ -208,7 +208,11 @@ def test_bad_workers_is_a_one_line_error(data_dir, tmp_path, flag, value):
     assert not (tmp_path / TINY).exists()
 
 
-def test_fit_with_worker_processes_trains_as_without_workers(data_dir, tmp_path):
+def test_fit_with_worker_processes_trains_as_without_workers(data_dir, tmp_path, monkeypatch):
+    from kseg.data.batch_pool import BatchPool
+
+    pools, start = [], BatchPool.__init__
+    monkeypatch.setattr(BatchPool, "__init__", lambda self, n: (pools.append(self), start(self, n))[1])
     histories = {}
     for workers in ("0", "2"):
         result = _fit(data_dir, tmp_path / workers, "--workers", workers, "--worker-kind", "process",
@@ -218,6 +222,8 @@ def test_fit_with_worker_processes_trains_as_without_workers(data_dir, tmp_path)
                               for row in RunDir(tmp_path / workers / TINY).history()]
     assert "2 data workers (asked for: processes)" in " ".join(result.output.split())
     assert len(histories["2"]) == 2 and histories["2"] == histories["0"]
+    assert [pool.workers for pool in pools] == [2]  # one pool, for the second fit only
+    assert all(w["patches"] > 0 for w in pools[0].info())  # both workers built batches
     assert pool_workers() == []  # ended with the fit
 
 

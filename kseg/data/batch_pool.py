@@ -54,6 +54,8 @@ class BatchPool:
     def __init__(self, workers):
         if int(workers) < 1:
             raise ValueError(f"a BatchPool needs at least 1 worker. Received: workers={workers}")
+        if trouble := unsupported():
+            raise KsegError(f"Worker processes cannot run here: {trouble}. Use --worker-kind thread.")
         self._hub = _Hub(int(workers))
         weakref.finalize(self, self._hub.close)  # at garbage collection or exit, whichever is first
 
@@ -77,6 +79,14 @@ class BatchPool:
     def close(self):
         """End the workers (idempotent); a stream's next batch is then a KsegError."""
         self._hub.close()
+
+
+def unsupported():
+    """Why worker processes cannot run on this system, or None (they need Unix sockets
+    that carry file descriptors: Linux, macOS, the BSDs)."""
+    if not (hasattr(socket, "AF_UNIX") and hasattr(socket, "send_fds")):
+        return "this system cannot pass file descriptors between processes (socket.send_fds)"
+    return None
 
 
 class _Worker:

@@ -137,14 +137,20 @@ def worker_kind(requested="auto", gpus=None):
     """`(kind, why)`: "process" or "thread" for `--worker-kind requested`; auto picks
     processes where a GPU is visible (hardware.gpus(), or `gpus`): a GPU trains several
     times faster than threads build batches. Without one the train step uses every core,
-    and threads keep today's choice."""
+    and threads cost no start-up and no memory of their own."""
     if requested != "auto":
         return requested, "asked for"
+    from kseg.data.batch_pool import unsupported
+
     if gpus is None:
         from kseg.training.hardware import gpus as visible
 
         gpus = visible()
-    return ("process", f"a GPU is visible ({gpus[0][0]})") if gpus else ("thread", "no GPU")
+    if not gpus:
+        return "thread", "no GPU"
+    if trouble := unsupported():
+        return "thread", f"a GPU is visible, but {trouble}"
+    return "process", f"a GPU is visible ({gpus[0][0]})"
 
 
 def loader_kwargs(workers):
