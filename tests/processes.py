@@ -29,16 +29,17 @@ def tiny_cli(*args):
     return [sys.executable, "-c", "import kseg_tiny; kseg_tiny.main()", *map(str, args)]
 
 
-def pool_workers():
-    """Pids of this process's children running kseg.data.pool_worker (Linux's /proc)."""
-    found = []
+def pool_workers(parent=None):
+    """Pids of the children of `parent` (default: this process) running kseg.data.pool_worker
+    (read from Linux's /proc)."""
+    parent, found = parent or os.getpid(), []
     for entry in Path("/proc").iterdir():
         try:
             stat = (entry / "stat").read_text()
             command = (entry / "cmdline").read_bytes()
         except OSError:  # not a process, or gone meanwhile
             continue
-        if b"kseg.data.pool_worker" in command and int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+        if b"kseg.data.pool_worker" in command and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
             found.append(int(entry.name))
     return found
 

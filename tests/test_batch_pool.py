@@ -9,7 +9,7 @@ import time
 
 import numpy as np
 import pytest
-from processes import child_env, ended, pool_workers
+from processes import child_env, ended, pool_workers, tiny_cli
 
 from kseg.data.batch_pool import BatchPool
 from kseg.data.dataset_spec import CAMVID
@@ -167,3 +167,26 @@ def test_without_descriptor_passing_auto_keeps_threads_and_processes_are_refused
                                                        "descriptors between processes (socket.send_fds)")
     with pytest.raises(KsegError, match="Use --worker-kind thread"):
         BatchPool(1)
+
+
+@pytest.mark.slow
+def test_sigterm_stops_kseg_fit_and_its_workers(data_dir, tmp_path):
+    """`kseg fit` stops gracefully on SIGTERM (kseg.training.callbacks.StopSignals), and
+    its worker processes end with it."""
+    from kseg.runs import RunDir
+
+    settings = ("--patch", "32", "--grid", "2x2", "--batch-size", "1", "--epochs", "500")
+    argv = tiny_cli("fit", "tiny_test", "--data", data_dir, "--runs", tmp_path, *settings,
+                    "--workers", "2", "--worker-kind", "process")
+    proc = subprocess.Popen(argv, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run, deadline = RunDir(tmp_path / "tiny_test"), time.monotonic() + 180
+    while not (run.history_path.exists() and run.history()) and time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    workers = pool_workers(proc.pid)
+    assert len(workers) == 2
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, out + err
+    assert run.state.status == "interrupted" and "Traceback" not in err
+    assert all(ended(pid) for pid in workers)

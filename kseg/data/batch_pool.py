@@ -174,7 +174,16 @@ class _Hub:
             self._lost(worker)
 
     def _collect(self):
-        """Read the workers' replies until the pool closes (the collector thread)."""
+        """Read the workers' replies until the pool closes (the collector thread); should
+        it fail, the waiting threads get the error instead of waiting for ever."""
+        try:
+            self._collect_replies()
+        except Exception as exc:
+            with self.cond:
+                self.broken = f"the data workers' reader failed ({type(exc).__name__}: {exc})"
+                self.cond.notify_all()
+
+    def _collect_replies(self):
         while True:
             with self.cond:
                 if self.closed:
@@ -196,7 +205,9 @@ class _Hub:
         if message is None:
             return self._lost(worker)
         kind, sid, slot = message[:3]
-        task = next(t for t in worker.busy if t[:2] == (sid, slot))
+        task = next((t for t in worker.busy if t[:2] == (sid, slot)), None)
+        if task is None:  # the worker was given up for lost meanwhile (a failed send)
+            return None
         worker.busy.remove(task)
         stream = self.streams.get(sid)
         if kind == "done":

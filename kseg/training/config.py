@@ -131,9 +131,8 @@ class FitConfig:
     # Workers building batches ahead of the train step; batches do not depend on them
     # (kseg.training.inputs.pick_workers and worker_kind: auto, and why).
     workers: int | str = option("auto", "Workers building batches ahead of training (see --worker-kind): "
-                                "0 for none, N, or auto: with a GPU min(CPUs - 2, 16) processes, without "
-                                "min(4, CPUs // 2) threads, none below 4 CPUs. Batches are the same for "
-                                "any N.",
+                                "0 for none, N, or auto: min(CPUs - 2, 16) processes, or min(4, CPUs // 2) "
+                                "threads (none below 4 CPUs). Batches are the same for any N.",
                                 "--workers", str, metavar="N")
     worker_kind: str = option("auto", "What the --workers are: process (worker processes, one core each: "
                               "throughput grows with the cores), thread (Keras' loader threads: no faster "
