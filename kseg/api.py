@@ -12,23 +12,25 @@ from kseg.runs import RunDir, resolve_runs
 
 
 def fit(arch=None, data=None, *, runs="runs", name=None, resume=False, recipe=None, config=None,
-        progress=None, max_steps=None, callbacks=(), **settings):
+        progress=None, max_steps=None, callbacks=(), dry_run=False, **settings):
     """Train `arch` and return its run (a `kseg.runs.RunDir`: config, history, best model).
 
     Settings are FitConfig's fields (`epochs=5`, `loss="ce+dice"`, `grid=None` for
     crops ...), over `recipe` (a shipped name such as "camvid", or a JSON file) and
     `config` (a JSON file, e.g. an earlier run's config.json). `max_steps` caps the
     batches of each epoch; `callbacks` are more Keras callbacks, called after kseg's own.
-    Progress shows as a live bar in a terminal or notebook.
+    Progress shows as a live bar in a terminal or notebook. `dry_run=True` returns the
+    `kseg.training.plan.FitPlan` instead, having checked everything and written nothing.
     """
-    from kseg.training.loop import fit as fit_run
+    from kseg.training.loop import run_fit
     from kseg.training.recipes import resolve
 
+    check_arguments(flags={"dry_run": dry_run})
     if data is not None:
         settings["data"] = str(data)
     cfg, explicit = resolve(arch, recipe=recipe, config=config, **settings)
-    return fit_run(cfg, runs=runs, name=name, resume=resume, explicit=explicit, progress=progress,
-                   max_steps=max_steps, callbacks=callbacks)
+    return run_fit(cfg, runs=runs, name=name, resume=resume, explicit=explicit, progress=progress,
+                   max_steps=max_steps, callbacks=callbacks, dry_run=dry_run)
 
 
 def load_run(run, runs="runs"):

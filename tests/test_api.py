@@ -280,6 +280,18 @@ def test_precision_auto_picks_native_bfloat16(flags, gpus_found, expected):
     assert pick_jit(None, [], "jax")[0] is None  # JAX always compiles
 
 
+def test_precision_auto_needs_onednn_for_bfloat16_on_a_cpu():
+    """TensorFlow without oneDNN (TF_ENABLE_ONEDNN_OPTS=0) has no fast bfloat16 kernels,
+    even on a CPU with bfloat16 units: auto trains in float32 there and says why."""
+    from kseg.training.hardware import pick_precision
+
+    flags = ["avx2", "avx512_bf16"]
+    precision, why = pick_precision("auto", flags, [], onednn=False)
+    assert precision == "float32" and "oneDNN" in why
+    assert pick_precision("auto", flags, [], onednn=None)[0] == "mixed_bfloat16"  # unknown: by the CPU
+    assert pick_precision("mixed_bfloat16", flags, [], onednn=False)[0] == "mixed_bfloat16"  # asked for
+
+
 def test_jit_auto_stays_off_on_cpus_and_says_when_jit_would_pay():
     """Run J: without oneDNN (AVX2 CPUs) XLA trains U-Net faster, so the reason names
     --jit there; with oneDNN it names oneDNN; a GPU turns XLA on whatever oneDNN says."""
@@ -299,7 +311,7 @@ def test_the_choice_is_printed_and_recorded(api_run):
     run, _ = api_run
     chosen = run.env["chosen"]
     assert run.config["precision"] == "auto"
-    assert chosen["precision"] == pick_precision("auto", cpu_info()["flags"], [])[0]
+    assert chosen["precision"] == pick_precision("auto", cpu_info()["flags"], [], onednn())[0]
     assert chosen["jit"] is False and "CPU" in chosen["jit_reason"]
     assert run.env["onednn"] is onednn() and isinstance(onednn(), bool)  # TensorFlow: known
     assert ("--jit" in chosen["jit_reason"]) is (not onednn())

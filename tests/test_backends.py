@@ -65,8 +65,8 @@ y = rng.integers(0, K + 1, (2, S, S)).astype("uint8")  # about a quarter void
 numpy = keras.ops.convert_to_numpy
 out = {"backend": keras.backend.backend()}
 for i, (arch, loss, weights, kwargs) in enumerate(CASES):
-    cfg, _ = hardware.choose(FitConfig(arch=arch, loss=loss, model_kwargs=kwargs))
-    model = build_model(cfg, spec, class_weights=weights)
+    cfg = FitConfig(arch=arch, loss=loss, model_kwargs=kwargs)
+    model = build_model(cfg, spec, class_weights=weights, hardware=hardware.choose(cfg))
     logits = model.predict(x, verbose=0)  # (2, S, S, K)
     expected = None
     if CHECK_LOSS and i == 0:  # on the training-mode forward pass of the step, before it updates

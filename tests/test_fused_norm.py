@@ -111,12 +111,14 @@ def test_build_model_trains_batch_norm_fused_unless_told_not_to():
     from kseg.training.loop import build_model
 
     spec = DatasetSpec("tiny", ("road", "car", "sky"), (), void=3)
-    cfg, _ = hardware.choose(FitConfig(arch="unet", patch=32))
+    cfg = FitConfig(arch="unet", patch=32)
+    chosen = hardware.choose(cfg)
 
     def batch_norms(model):
         return [layer for layer in _layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
 
-    fused, plain = batch_norms(build_model(cfg, spec)), batch_norms(build_model(cfg, spec, fused_norm=False))
+    fused = batch_norms(build_model(cfg, spec, hardware=chosen))
+    plain = batch_norms(build_model(cfg, spec, fused_norm=False, hardware=chosen))
     assert len(fused) == len(plain) > 30  # ResNet-34 encoder and decoder
     assert all(hasattr(layer.call, "func") for layer in fused)
     assert not any(hasattr(layer.call, "func") for layer in plain)

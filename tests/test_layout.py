@@ -151,3 +151,12 @@ def test_functions_fit_a_screen_and_modules_stay_small(path):
     long = [f"{f.name} ({f.end_lineno - f.lineno + 1} lines)" for f in _functions(ast.parse(text))
             if f.end_lineno - f.lineno + 1 > MAX_FUNCTION_LINES]
     assert long == []
+
+
+def test_no_two_modules_share_a_name():
+    """A file's name says which one a reader needs: no module name appears twice in kseg/."""
+    seen = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        if path.name != "__init__.py":
+            seen.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in seen.items() if len(paths) > 1} == {}

@@ -7,6 +7,7 @@ consistent. The runs train the tiny model of tests/kseg_tiny.py on the embedded
 synthetic scenes (no --data), in a private KSEG_CACHE.
 """
 
+import dataclasses
 import signal
 import subprocess
 import time
@@ -155,13 +156,13 @@ def test_a_keyboard_interrupt_inside_training_is_one_line_and_130(tmp_path, monk
 
     from kseg.training import loop
 
-    made = loop._callbacks
+    made = loop.fit_callbacks
 
-    def with_ctrl_c(*args):  # _run finds the guard first, the recorder and the bar last
-        guard, *rest = made(*args)
-        return [guard, SecondCtrlC(), *rest]
+    def with_ctrl_c(*args):  # kseg's callbacks, with SecondCtrlC after the guard
+        found = made(*args)
+        return dataclasses.replace(found, extra=(SecondCtrlC(), *found.extra))
 
-    monkeypatch.setattr(loop, "_callbacks", with_ctrl_c)
+    monkeypatch.setattr(loop, "fit_callbacks", with_ctrl_c)
     runs = tmp_path / "runs"
     result = CliRunner().invoke(main, ["fit", TINY, "--data", str(tmp_path / "data"), "--runs", str(runs),
                                        *SETTINGS[:-1], "3"])

@@ -11,6 +11,7 @@ callback timestamps the stall (on_epoch_begin -> first train batch), the train s
 validation, and test end -> epoch end.
 """
 
+import dataclasses
 import json
 import sys
 import tempfile
@@ -49,26 +50,25 @@ def gaps(start, stop):
 
 
 def main(variants, steps, epochs, data):
-    real_callbacks, real_fit = loop._callbacks, keras.Model.fit
+    real_callbacks, real_fit = loop.fit_callbacks, keras.Model.fit
     old = {"on": False}
 
     def callbacks(*args, **kwargs):
-        found = real_callbacks(*args, **kwargs)
-        found.insert(1, Stamp())  # after GuardCallback, which loop._run takes first
-        return found
+        found = real_callbacks(*args, **kwargs)  # a loop.FitCallbacks: Stamp right after the guard
+        return dataclasses.replace(found, schedule=(Stamp(), *found.schedule))
 
     def fit(self, x, *args, steps_per_epoch=None, **kwargs):
         if old["on"]:  # the finite PatchDataset, as kseg fed it before RunBatches
             x, steps_per_epoch = x.dataset, None
         return real_fit(self, x, *args, steps_per_epoch=steps_per_epoch, **kwargs)
 
-    loop._callbacks, keras.Model.fit = callbacks, fit
+    loop.fit_callbacks, keras.Model.fit = callbacks, fit
     for name in variants:
         old["on"] = name == "old"
         MARKS.clear()
         cfg, explicit = resolve("unet", epochs=epochs, data=data)
         start = time.perf_counter()
-        run = loop.fit(cfg, runs=tempfile.mkdtemp(), explicit=explicit, progress=False, max_steps=steps)
+        run = loop.run_fit(cfg, runs=tempfile.mkdtemp(), explicit=explicit, progress=False, max_steps=steps)
         rows = run.history()
         print(json.dumps({"variant": name, "steps": steps,
                           "epoch_seconds": [float(r["seconds"]) for r in rows],

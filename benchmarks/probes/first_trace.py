@@ -42,7 +42,7 @@ def main(arch, variants, model_args):
         cfg, explicit = resolve(arch, epochs=1, data=data, patch=64, grid=(1, 1), batch_size=2,
                                 precision="float32", model_kwargs=model_args)
         start = time.perf_counter()
-        run = loop.fit(cfg, runs=tempfile.mkdtemp(), explicit=explicit, progress=False)
+        run = loop.run_fit(cfg, runs=tempfile.mkdtemp(), explicit=explicit, progress=False)
         print(json.dumps({"arch": arch, "variant": name, "fit_s": round(time.perf_counter() - start, 1),
                           "epoch_s": float(run.history()[0]["seconds"]), "train_traces": len(TRACES)}),
               flush=True)

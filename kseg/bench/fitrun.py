@@ -80,14 +80,14 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
         median ratio of steps timed in pairs.
     """
     from kseg.training.inputs import first_batches, open_data, pick_workers, training_datasets
-    from kseg.training.loop import fit
+    from kseg.training.loop import run_fit
     from kseg.training.recipes import resolve
 
     runs = runs or tempfile.mkdtemp(prefix="kseg-bench-fit-")
     cfg, explicit = resolve(arch, epochs=2, **({"data": str(data)} if data else {}))
     start = time.perf_counter()
     phases = EpochPhases()
-    run = fit(cfg, runs=runs, explicit=explicit, progress=False, max_steps=steps, callbacks=[phases])
+    run = run_fit(cfg, runs=runs, explicit=explicit, progress=False, max_steps=steps, callbacks=[phases])
     wall = time.perf_counter() - start
     peak = peak_rss_mb()
     epoch_s = float(run.history()[-1]["seconds"])
@@ -120,12 +120,12 @@ def _bare_steps(cfg, spec, batch, val_batch, repeats):
     from kseg.training import hardware
     from kseg.training.loop import build_model
 
-    chosen = hardware.choose(cfg)[0]  # precision and XLA as fit decided them
-    model = build_model(chosen, spec)
+    chosen = hardware.choose(cfg)  # precision and XLA as fit decided them
+    model = build_model(cfg, spec, hardware=chosen)
     # Alone, as fit runs it; the pairs below alternate two models, which slows both.
     train_s = median_seconds(lambda: model.train_on_batch(*batch), repeats)
     test_s = median_seconds(lambda: model.test_on_batch(*val_batch), repeats)
-    keras_norm = build_model(chosen, spec, fused_norm=False)
+    keras_norm = build_model(cfg, spec, fused_norm=False, hardware=chosen)
     times, keras_times = timed_calls(lambda: model.train_on_batch(*batch), repeats, warmup=2,
                                      paired=lambda: keras_norm.train_on_batch(*batch))
     return train_s, test_s, statistics.median(k / t for k, t in zip(keras_times, times, strict=True))

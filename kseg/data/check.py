@@ -27,10 +27,11 @@ def check_pair(pair, spec, channels=3):
     return io.check_mask_values(mask, spec, pair.mask), mask.shape
 
 
-def check_dataset(root, spec=None, threads=4, channels=3):
+def check_dataset(root, spec=None, threads=4, channels=3, write_spec=True):
     """Open (or take, a Dataset) and fully decode a dataset; return a JSON-ready summary.
 
     `channels`: what every image must hold (kseg.data.io.read_image; `kseg fit --channels`).
+    `write_spec=False` leaves an inferred palette unwritten (kseg fit's plan writes nothing).
     Returns {"root", "layout", "spec", "channels", "splits": {split: {"pairs", "sizes",
     "pixels" (per class), "void", "total", "frequency" (per class, of labelled pixels)}},
     "inferred": kseg.data.trainable.describe, "kseg_json": an inferred palette written}.
@@ -61,7 +62,7 @@ def check_dataset(root, spec=None, threads=4, channels=3):
         }
     summary["inferred"] = trainable.describe(ds, summary["splits"])
     trainable.refuse(ds, summary["inferred"])
-    written = trainable.write_inferred_spec(ds)
+    written = trainable.write_inferred_spec(ds) if write_spec else None
     summary["kseg_json"] = str(written) if written else None
     return summary
 

@@ -1,1 +1,2 @@
-"""Training: configuration, the fit loop, callbacks, schedules, data parallelism and progress."""
+"""Training: configuration, the plan of a fit, the fit loop, callbacks, schedules, data parallelism
+and progress."""

@@ -1,4 +1,4 @@
-"""The arguments of `kseg.training.loop.fit` besides its FitConfig, checked before any
+"""The arguments of `kseg.training.loop.run_fit` besides its FitConfig, checked before any
 folder is made: a refused start leaves nothing behind."""
 
 import os

@@ -6,7 +6,9 @@ from this class (kseg.cli.options.config_options) and repeat neither a default n
 check. Values arrive from four sources, later ones winning: these defaults, a recipe
 (`--recipe`, kseg.training.recipes), a config file (`--config`) and explicit options.
 `validate()` coerces text ("4x4", "0.5:2") and checks every value once, before
-anything heavy is imported; each error names the option and the allowed values.
+anything heavy is imported; each error names the option and the allowed values. A
+FitConfig is frozen: a run's settings are resolved once (kseg.training.plan), and a
+changed setting is a new FitConfig (`dataclasses.replace`), never an edit in place.
 """
 
 import dataclasses
@@ -51,7 +53,7 @@ def option(default, help, flag=None, kind=None, **extra):
     return dataclasses.field(default=default, metadata=meta)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class FitConfig:
     """Everything `kseg fit` needs; the defaults reproduce the study."""
 
@@ -144,42 +146,44 @@ class FitConfig:
                                "<run>/tensorboard/; a resumed run continues them.", "--tensorboard", "flag")
 
     def validate(self, check_files=True):
-        """Coerce text values and check every value that needs no dataset or model; returns self.
+        """The checked FitConfig: text values coerced, every value that needs no dataset or
+        model checked. Returns a new FitConfig (this one is frozen).
 
         `check_files=False` skips the existence of --init-from / --encoder-weights files,
         which a saved run no longer needs once it has started.
         """
-        if isinstance(self.model_kwargs, (list, tuple)):  # repeated --model-arg KEY=VALUE
-            self.model_kwargs = parse_key_values(self.model_kwargs)
-        check_types(vars(self))
-        if self.data == "synthetic":  # how config.json names the embedded scenes
-            self.data = None
-        if self.data is not None:
-            self.data = str(Path(self.data).expanduser().resolve())
-        self.grid = None if self.grid is None else parse_hw(self.grid, "--grid")
-        self.scale = None if self.scale is None else parse_range(self.scale, "--scale")
-        self._check_numbers()
-        self._check_choices()
-        if isinstance(self.augment, dict):
-            check_augment(self.augment)
+        kwargs = self.model_kwargs
+        if isinstance(kwargs, (list, tuple)):  # repeated --model-arg KEY=VALUE
+            kwargs = parse_key_values(kwargs)
+        check_types({**vars(self), "model_kwargs": kwargs})
+        data = None if self.data in (None, "synthetic") else str(Path(self.data).expanduser().resolve())
+        cfg = dataclasses.replace(  # "synthetic": how config.json names the embedded scenes
+            self, model_kwargs=kwargs, data=data,
+            grid=None if self.grid is None else parse_hw(self.grid, "--grid"),
+            scale=None if self.scale is None else parse_range(self.scale, "--scale"))
+        cfg = dataclasses.replace(cfg, workers=cfg._check_numbers())
+        cfg._check_choices()
+        if isinstance(cfg.augment, dict):
+            check_augment(cfg.augment)
         for key in ("init_from", "encoder_weights"):
-            path = getattr(self, key)
+            path = getattr(cfg, key)
             if check_files and path not in (None, "imagenet") and not Path(path).exists():
                 raise KsegError(f"--{key.replace('_', '-')} {path}: no such file or folder.")
-        return self
+        return cfg
 
     def _check_numbers(self):
+        """Check the numbers; returns `workers` as "auto" or an int."""
         for key, (low, high, low_open) in NUMBER_RANGES.items():
             number(getattr(self, key), _flag(key), low, high, low_open, integer=key in WHOLE_NUMBERS)
         workers = str(self.workers).strip()
         if workers != "auto" and not (workers.isdecimal() and int(workers) <= MAX_WORKERS):  # not -1, 1.5
             raise KsegError(f"--workers must be auto or a whole number from 0 to {MAX_WORKERS}. "
                             f"Received: {self.workers}")
-        self.workers = workers if workers == "auto" else int(workers)
         if self.scale is not None and self.grid is not None:
             raise KsegError("--scale jitters random crops; add --crops (or drop --scale).")
         if self.class_uniform and self.grid is not None:
             raise KsegError("--class-uniform places random crops; add --crops (or drop --class-uniform).")
+        return workers if workers == "auto" else int(workers)
 
     def _check_choices(self):
         from kseg.losses import parse_loss

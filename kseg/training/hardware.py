@@ -1,4 +1,5 @@
-"""Settings chosen from the machine at hand: `--precision auto` and `--jit auto`.
+"""Settings chosen from the machine at hand: `--precision auto` and `--jit auto`, with
+`--workers auto` (kseg.training.inputs.pick_workers), as one `HardwareChoice`.
 
 Measured on this project's 2-core AMD EPYC with AVX-512 BF16 (issue 12's table): a
 U-Net train step runs 1.34x faster in mixed_bfloat16 than in float32, and XLA makes it
@@ -8,6 +9,8 @@ hardware has it natively. XLA stays off on every CPU: where TensorFlow runs with
 oneDNN (AVX2 CPUs) it trains U-Net 1.27x faster but DeepLabV3 2.4x slower, and
 under XLA `kseg fit` gives up op determinism; the reason printed says so.
 """
+
+import dataclasses
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 AMPERE = (8, 0)  # first NVIDIA compute capability with bfloat16 tensor cores
@@ -28,8 +31,13 @@ def gpus():
     return out
 
 
-def pick_precision(requested, cpu_flags, gpu_list):
-    """`(precision, reason)`: `requested` itself, or for "auto" bfloat16 where it is native."""
+def pick_precision(requested, cpu_flags, gpu_list, onednn=True):
+    """`(precision, reason)`: `requested` itself, or for "auto" bfloat16 where it is native.
+
+    On a CPU, native means bfloat16 units AND oneDNN's kernels to use them: TensorFlow's
+    own (Eigen) bfloat16 kernels, what runs with TF_ENABLE_ONEDNN_OPTS=0, are slower than
+    float32 even on such a CPU. `onednn`: None where unknown (JAX, torch), kept as native.
+    """
     if requested == "mixed_float16" and not gpu_list:
         return requested, ("asked for; no GPU is visible, and float16 has no fast CPU kernels: "
                            "expect a train step many times slower than float32")
@@ -41,6 +49,9 @@ def pick_precision(requested, cpu_flags, gpu_list):
             return "mixed_bfloat16", f"auto: {name} has bfloat16 units"
         return "float32", f"auto: {name} has no bfloat16 units"
     native = [f for f in BF16_CPU_FLAGS if f in (cpu_flags or ())]
+    if native and onednn is False:
+        return "float32", (f"auto: this CPU has {native[0].upper()}, but TensorFlow runs without oneDNN "
+                           f"here, whose bfloat16 kernels it would need")
     if native:
         return "mixed_bfloat16", f"auto: this CPU has {native[0].upper()}"
     return "float32", "auto: this CPU has no native bfloat16"
@@ -65,16 +76,42 @@ def pick_jit(requested, gpu_list, backend="tensorflow", onednn=True):
     return False, "auto: off on CPUs, where XLA is slower than oneDNN's kernels"
 
 
-def choose(cfg):
-    """`(cfg with precision and jit decided, {"precision", "jit", and their reasons})`."""
-    import dataclasses
+@dataclasses.dataclass(frozen=True)
+class HardwareChoice:
+    """What `kseg fit` runs on, each with its reason: the precision, XLA (None: Keras'
+    "auto") and the workers building batches, processes or threads (`worker_kind`).
+    env.json records it as "chosen"."""
 
+    precision: str
+    precision_reason: str
+    jit: bool | None
+    jit_reason: str
+    workers: int
+    workers_reason: str
+    worker_kind: str = "thread"
+
+    @property
+    def xla(self):
+        """"on", "off" or "auto" (Keras decides)."""
+        return {True: "on", False: "off", None: "auto"}[self.jit]
+
+    def line(self):
+        """The console line `kseg fit` prints before training."""
+        return (f"precision {self.precision} ({self.precision_reason}), XLA {self.xla} ({self.jit_reason}), "
+                f"{self.workers} data workers ({self.workers_reason})")
+
+
+def choose(cfg):
+    """The `HardwareChoice` for `cfg`'s --precision, --jit and --workers on this machine."""
     import keras
 
     from kseg.training.environment import cpu_info, onednn
+    from kseg.training.inputs import pick_workers, worker_kind
 
     found, backend = gpus(), keras.backend.backend()
-    precision, why_precision = pick_precision(cfg.precision, cpu_info()["flags"], found)
-    jit, why_jit = pick_jit(cfg.jit, found, backend, onednn(backend))
-    choice = {"precision": precision, "precision_reason": why_precision, "jit": jit, "jit_reason": why_jit}
-    return dataclasses.replace(cfg, precision=precision, jit=jit), choice
+    uses_onednn = onednn(backend)
+    precision, why_precision = pick_precision(cfg.precision, cpu_info()["flags"], found, uses_onednn)
+    jit, why_jit = pick_jit(cfg.jit, found, backend, uses_onednn)
+    workers, why_workers = pick_workers(cfg.workers, kind=cfg.worker_kind, gpus=found)
+    kind = worker_kind(cfg.worker_kind, found)[0]
+    return HardwareChoice(precision, why_precision, jit, why_jit, workers, why_workers, kind)

@@ -1,4 +1,4 @@
-"""`fit`: train a network into a run directory, resumable at any point.
+"""Training a run: `run_fit` plans a fit (kseg.training.plan) and `train` carries the plan out.
 
 The network ends in logits and the loss is computed from them (kseg.losses): for
 cross-entropy that is the study's softmax + categorical cross-entropy, computed through
@@ -8,11 +8,12 @@ kseg.runs for the files and kseg.training.callbacks for the per-epoch commit.
 """
 
 import contextlib
+import copy
+import dataclasses
 import signal
 from pathlib import Path
 
 from kseg import compat, output
-from kseg.data.overlap import split_overlaps
 from kseg.errors import KsegError
 from kseg.runs import RunDir
 from kseg.training import arguments, session
@@ -23,11 +24,10 @@ from kseg.training.callbacks import (
     RunRecorder,
     RunTensorBoard,
     StopSignals,
-    require_tensorboard,
 )
-from kseg.training.environment import data_fingerprint, environment
+from kseg.training.plan import plan_fit
 from kseg.training.progress import RichProgress
-from kseg.training.task import check_task_options, logit_channels, resolve_task
+from kseg.training.task import logit_channels
 
 
 class FitInterrupted(KsegError):
@@ -38,9 +38,10 @@ class FitInterrupted(KsegError):
         self.exit_code = 128 + signum  # the shell convention for "killed by signal"
 
 
-def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, max_steps=None,
-        callbacks=()):
-    """Train `cfg.arch` into `runs/<name>` (default name: the arch); returns the RunDir.
+def run_fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, max_steps=None,
+            callbacks=(), dry_run=False):
+    """Train `cfg.arch` into `runs/<name>` (default name: the arch); returns the RunDir, or
+    with `dry_run` the FitPlan, having written nothing.
 
     An existing run directory is continued when it was interrupted (or `resume=True`);
     a finished one is extended only when `cfg.epochs` is larger. `explicit` names the
@@ -49,101 +50,80 @@ def fit(cfg, runs="runs", name=None, resume=False, explicit=(), progress=None, m
     `max_steps` caps the batches of each epoch (benchmarks and quick checks).
     `callbacks`: more Keras callbacks, called after kseg's own have committed an epoch.
     """
-    from kseg.training import distribute, finetune, hardware
-    from kseg.training.inputs import class_weights, first_batches, open_data, pick_workers, training_datasets
-
-    cfg.validate()
     callbacks = arguments.check_callbacks(callbacks)
     runs = arguments.check_fit_arguments(runs, name, max_steps, resume, progress)
     run = RunDir(Path(runs) / (name or cfg.arch))
+    if dry_run:
+        return plan_fit(cfg, run, explicit, resume, max_steps)
     with session.lock(run):
-        cfg, state, history = session.open_run(run, cfg, resume, set(explicit))
-        # Before TensorFlow's or JAX's first op: multi-worker set-up must come first.
-        topo = distribute.topology(cfg.batch_size, cfg.distribute)  # None without --distribute
-        dataset, label = open_data(cfg.data)
-        for line in split_overlaps(dataset.splits):
-            output.err_console.print(f"Warning: {line}", soft_wrap=True, markup=False, highlight=False)
-        if state is not None and "task" not in run.config:
-            cfg.task = "multiclass"  # a run started before --task: softmax, whatever its classes
-        cfg.task = resolve_task(cfg.task, dataset.spec)
-        check_task_options(cfg, dataset.spec)
-        _check_against(cfg, dataset.spec)
-        _check_data(dataset, cfg)  # after the cheap checks: it decodes every file
-        workers, workers_reason = pick_workers(cfg.workers, kind=cfg.worker_kind)
-        train_data, val_data, pairs = training_datasets(cfg, dataset, workers)
-        chosen, choice = hardware.choose(cfg)
-        choice["workers"], choice["workers_reason"] = workers, workers_reason
-        jit = {True: "on", False: "off", None: "auto"}[choice["jit"]]
-        output.console.print(f"precision {choice['precision']} ({choice['precision_reason']}), "
-                             f"XLA {jit} ({choice['jit_reason']}), {choice['workers']} data workers "
-                             f"({choice['workers_reason']})", highlight=False)
-        if topo:
-            output.console.print(distribute.describe(topo), highlight=False, soft_wrap=True)
-            train_data, val_data = (distribute.worker_batches(d, topo) for d in (train_data, val_data))
-        train_data, val_data = first_batches(train_data, val_data, max_steps)
-        fresh = state is None
-        state = session.first_state(cfg) if fresh else state
-        # The model and the callbacks first: a start they refuse (a --model-arg, an
-        # --init-from, a schedule) has written nothing yet.
-        model = build_model(chosen, dataset.spec, run, state, class_weights(cfg, dataset))
-        callbacks = _callbacks(cfg, run, state, history, train_data, len(train_data), progress,
-                               (*finetune.callbacks(model, cfg), *callbacks))
-        if fresh:
-            _start(run, cfg, dataset, label, pairs, choice, topo)
-        elif run.config.get("epochs") != cfg.epochs:  # config.json keeps the epochs asked for
-            run.write_config({**run.config, "epochs": cfg.epochs})
-        state.status, state.epochs, state.message = "running", cfg.epochs, None
-        state.sessions += 1
-        run.write_state(state)
-        _run(model, cfg, run, callbacks, train_data, val_data, state.epoch)
+        if run.exists():
+            run.recover()  # the checkpoints of a commit killed before its renames
+        train(plan_fit(cfg, run, explicit, resume, max_steps), progress, callbacks)
     return run
 
 
-def _check_data(dataset, cfg):
-    """`kseg data check`'s checks and refusals (one class, void, classes absent from train)
-    before any file is written; prints what was inferred and the task trained."""
-    from kseg.data.check import check_dataset
-    from kseg.data.trainable import one_line
+def train(plan, progress=None, callbacks=()):
+    """Train as `plan` (kseg.training.plan.FitPlan) says; the caller holds the run's lock.
 
-    summary = check_dataset(dataset, channels=cfg.channels)
-    line = one_line({**summary["inferred"], "task": f"{cfg.task} task"})
-    output.console.print(line, highlight=False, markup=False, soft_wrap=True)
-    if summary["kseg_json"]:
-        output.console.print(f"wrote the inferred palette to {summary['kseg_json']}", highlight=False,
-                             markup=False, soft_wrap=True)
+    Writes config.json and env.json of a fresh run (a continued one's config.json only
+    when its epochs grow), then state.json, then an epoch after another.
+    """
+    from kseg.training import distribute, finetune
+    from kseg.training.inputs import class_weights, first_batches, training_datasets
 
-
-def _check_against(cfg, spec):
-    """Checks that need the registry or the dataset, before any file is written."""
-    from kseg import registry
-    from kseg.metrics import training_metrics
-
-    stride = registry.get_entry(cfg.arch).stride
-    if cfg.patch % stride:
-        raise KsegError(f"--patch {cfg.patch} is not a multiple of {cfg.arch}'s stride {stride}.")
-    cfg.check_monitor([m.name for m in training_metrics(spec.num_classes, spec.void, spec.multilabel)])
-    if cfg.tensorboard:  # also when a resumed run has it from config.json
-        require_tensorboard()
-
-
-def _start(run, cfg, dataset, label, pairs, choice, topo=None):
-    """Write config.json and env.json (with the precision and XLA chosen, and the
-    `--distribute` topology) of a fresh run."""
-    from kseg import registry
-
-    config = {**cfg.to_dict(), "data": label, "data_path": str(dataset.root),
-              "spec": dataset.spec.to_dict(), "stride": registry.get_entry(cfg.arch).stride,
-              "monitor_mode": cfg.monitor_mode}
-    env = environment(data_fingerprint([p for pair in pairs for p in (pair.image, pair.mask)]), chosen=choice,
-                      distribute=topo)
-    session.start_fresh(run, config, env)
+    cfg, run = plan.config, plan.run
+    _report_start(plan)
+    train_data, val_data, _ = training_datasets(cfg, plan.dataset, plan.hardware.workers,
+                                                kind=plan.hardware.worker_kind)
+    if plan.topology is not None:
+        train_data, val_data = (distribute.worker_batches(d, plan.topology) for d in (train_data, val_data))
+    train_data, val_data = first_batches(train_data, val_data, plan.max_steps)
+    # A copy: the callbacks commit epochs into it, the plan stays as planned.
+    state = copy.deepcopy(plan.saved.state) if plan.saved else session.first_state(cfg)
+    # The model and the callbacks first: a start they refuse (a --model-arg, an
+    # --init-from, a schedule) has written nothing yet.
+    model = build_model(cfg, plan.dataset.spec, run, state, class_weights(cfg, plan.dataset),
+                        hardware=plan.hardware)
+    history = plan.saved.history if plan.saved else ()
+    made = fit_callbacks(cfg, run, state, history, train_data, progress,
+                         (*finetune.callbacks(model, cfg), *callbacks))
+    if plan.fresh:
+        session.start_fresh(run, plan.config_json(), plan.env_json())
+    elif plan.saved.config.get("epochs") != cfg.epochs:  # config.json keeps the epochs asked for
+        run.write_config(plan.config_json())
+    state.status, state.epochs, state.message = "running", cfg.epochs, None
+    state.sessions += 1
+    run.write_state(state)
+    _run(model, cfg, run, made, train_data, val_data, state.epoch)
 
 
-def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=True):
+def _report_start(plan):
+    """Print what the run does (the lines a test or a log reads), and write an inferred
+    palette to the dataset's kseg.json as `kseg data check` does."""
+    from kseg.data.trainable import write_inferred_spec
+    from kseg.training import distribute
+
+    plain = dict(highlight=False, markup=False, soft_wrap=True)
+    if plan.saved is not None:
+        output.console.print(plan.saved.line(plan.run, plan.config.epochs), **plain)
+    for line in plan.notes:
+        output.err_console.print(f"Warning: {line}", **plain)
+    output.console.print(plan.data_summary, **plain)
+    written = write_inferred_spec(plan.dataset)
+    if written:
+        output.console.print(f"wrote the inferred palette to {written}", **plain)
+    output.console.print(plan.hardware.line(), **plain)
+    if plan.topology is not None:
+        output.console.print(distribute.describe(plan.topology), **plain)
+
+
+def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=True, hardware=None):
     """The compiled model of a run: built, then resumed from last.keras or --init-from.
 
     `class_weights`: (K,) loss weights per class, or None. `fused_norm`: train batch
     norm with TensorFlow's fused kernel (kseg.training.fused_norm; False: Keras' ops).
+    `hardware`: the HardwareChoice (kseg.training.hardware.choose) whose precision and
+    XLA replace cfg's own; None: cfg's, which must then name a precision, not "auto".
     """
     from kseg.losses import build_loss
     from kseg.metrics import training_metrics
@@ -152,8 +132,9 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=
     from kseg.training.fused_norm import fuse_batch_norms
     from kseg.training.seeding import seed_everything
 
-    seed_everything(cfg.seed, cfg.deterministic, cfg.jit)
-    with dtype_policy(cfg.precision), strategy_scope(cfg.distribute):
+    precision, jit = (cfg.precision, cfg.jit) if hardware is None else (hardware.precision, hardware.jit)
+    seed_everything(cfg.seed, cfg.deterministic, jit)
+    with dtype_policy(precision), strategy_scope(cfg.distribute):
         # Metrics in the scope too: their variables must be the strategy's (summed over
         # replicas and workers when read), or each worker logs only its share of the data.
         metrics = training_metrics(spec.num_classes, spec.void, spec.multilabel)
@@ -163,7 +144,7 @@ def build_model(cfg, spec, run=None, state=None, class_weights=None, fused_norm=
         loss = build_loss(cfg.loss, logit_channels(cfg.task, spec), spec.void, class_weights,
                           multilabel=spec.multilabel)
         model.compile(optimizer=_optimizer(cfg), loss=loss, metrics=metrics,
-                      jit_compile="auto" if cfg.jit is None else cfg.jit)
+                      jit_compile="auto" if jit is None else jit)
         if finetune.wants_encoder_rate(cfg):  # --freeze-encoder-epochs, --encoder-lr-mult
             finetune.scale_encoder_steps(model, cfg)
         if state is not None and state.epoch > 0:
@@ -219,34 +200,50 @@ def _optimizer(cfg):
     return keras.optimizers.Adam(cfg.lr)
 
 
-def _callbacks(cfg, run, state, history, train_data, steps, progress, extra=()):
-    """Keras calls callbacks in list order: the schedule updates the rate and its counters
-    before RunRecorder commits them, so a resumed run continues with exactly that state;
-    TensorBoard (--tensorboard) and the user's `extra` see an epoch once it is committed.
-    The guard comes first and the progress bar last (_run reads both there)."""
+@dataclasses.dataclass(frozen=True)
+class FitCallbacks:
+    """kseg fit's Keras callbacks by name. Keras calls them in `in_order()`'s order: the
+    guard first; the schedule updates the rate and its counters before the recorder
+    commits them, so a resumed run continues with exactly that state; TensorBoard
+    (--tensorboard) and the user's `extra` see an epoch once it is committed; the
+    progress bar last."""
+
+    guard: GuardCallback
+    schedule: tuple
+    recorder: RunRecorder
+    board: tuple  # (RunTensorBoard,) with --tensorboard, else ()
+    extra: tuple
+    bar: RichProgress
+
+    def in_order(self):
+        return [self.guard, *self.schedule, self.recorder, *self.board, *self.extra, self.bar]
+
+
+def fit_callbacks(cfg, run, state, history, train_data, progress, extra=()):
+    """The `FitCallbacks` of a run continuing from `state` (with its `history` rows)."""
     from kseg.training.schedules import RunSchedule
 
-    schedule = RunSchedule(cfg, steps, state)
+    schedule = RunSchedule(cfg, len(train_data), state)
     recorder = RunRecorder(run, state, history, cfg.monitor, cfg.monitor_mode, schedule, train_data)
-    board = [RunTensorBoard(run, recorder)] if cfg.tensorboard else []
-    return [GuardCallback(), *schedule.callbacks, recorder, *board, *extra, RichProgress(live=progress)]
+    board = (RunTensorBoard(run, recorder),) if cfg.tensorboard else ()
+    return FitCallbacks(GuardCallback(), tuple(schedule.callbacks), recorder, board, tuple(extra),
+                        RichProgress(live=progress))
 
 
 def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
     """model.fit under StopSignals; every way out leaves state.json saying how it ended."""
     from kseg.training.inputs import RunBatches, close_data
 
-    guard, bar = callbacks[0], callbacks[-1]
-    recorder = next(c for c in callbacks if isinstance(c, RunRecorder))
+    recorder = callbacks.recorder
     with StopSignals() as signals:
-        guard.signals = signals
+        callbacks.guard.signals = signals
         try:
             # shuffle=False: PatchDataset shuffles itself from (seed, epoch). Keras' own batch
             # shuffle draws from the global RNG, whose position differs after a resume.
             # RunBatches: one iterator for the whole fit (see its docstring).
             model.fit(RunBatches(train_data, initial_epoch), steps_per_epoch=len(train_data),
                       validation_data=val_data, epochs=cfg.epochs, initial_epoch=initial_epoch,
-                      callbacks=callbacks, verbose=0, shuffle=False)
+                      callbacks=callbacks.in_order(), verbose=0, shuffle=False)
         except Interrupted as exc:
             run.write_state(recorder.state.stop("interrupted", f"stopped by {exc}"))
             raise FitInterrupted(f"Stopped by {exc} after epoch {recorder.state.epoch}/{cfg.epochs}; "
@@ -275,7 +272,7 @@ def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
                 run.write_state(recorder.state.stop(how, f"{type(exc).__name__}: {exc}".splitlines()[0]))
             raise
         finally:
-            bar.close()
+            callbacks.bar.close()
             close_data(train_data, val_data)  # the worker processes, if any, end with the fit
     run.write_state(recorder.state.stop("finished"))
 

@@ -1,14 +1,15 @@
 """Opening a run directory for training: start it, continue it, or refuse with the reason.
 
 One trainer per run directory (an flock), and a continued run must agree with the
-settings it was started with, except those in RESUMABLE_CHANGES.
+settings it was started with, except those in RESUMABLE_CHANGES (`reconcile`, which
+kseg.training.plan calls and which reads the folder without writing to it).
 """
 
 import contextlib
 import dataclasses
 import shutil
+import types
 
-from kseg import output
 from kseg.errors import KsegError
 from kseg.runs import RunState
 from kseg.training.config import RESUMABLE_CHANGES, FitConfig
@@ -59,8 +60,29 @@ def _flock(run):
         yield
 
 
-def open_run(run, cfg, resume, explicit):
-    """`(cfg, state, history rows)`: a fresh run (state None) or the one on disk, continued.
+@dataclasses.dataclass(frozen=True)
+class SavedRun:
+    """What a continued run brings from its folder: config.json as written, the state to
+    continue from (with a new --lr recorded) and the history rows it committed."""
+
+    config: types.MappingProxyType = dataclasses.field(repr=False)
+    state: RunState
+    history: tuple = dataclasses.field(repr=False)
+
+    @property
+    def epoch(self):
+        """The epochs committed: training continues with epoch `epoch + 1`."""
+        return self.state.epoch
+
+    def line(self, run, epochs):
+        """`Resuming runs/unet after epoch 3/20 (was interrupted).`"""
+        verb = "Extending" if self.state.status == "finished" else "Resuming"
+        return f"{verb} {run.path} after epoch {self.epoch}/{epochs} (was {self.state.status})."
+
+
+def reconcile(run, cfg, resume, explicit):
+    """`(FitConfig, SavedRun or None)`: `cfg` for a fresh run, else the saved run's settings
+    with the RESUMABLE_CHANGES that `explicit` names taken from `cfg`. Reads, never writes.
 
     A run that never committed an epoch is started afresh with the new settings: it
     has no weights that the new settings could contradict.
@@ -70,32 +92,35 @@ def open_run(run, cfg, resume, explicit):
         _refuse_foreign(run)
         if resume:
             raise KsegError(f"Nothing to resume: {run.path} has no state.json. Drop --resume to start it.")
-        return cfg, None, []
-    state = run.recover()  # a damaged state.json stops here, naming its field
+        return cfg, None
+    state = run.state  # a damaged state.json stops here, naming its field
     if state.epoch == 0:
         # history.csv may hold the row of an epoch killed before its commit: not a reason.
         _refuse_restart(run, "records no finished epoch (state.json: epoch 0)", history=False)
-        return cfg, None, []
-    saved = FitConfig.from_dict(run.config, where=run.config_path)
+        return cfg, None
+    config = run.config
+    saved = FitConfig.from_dict(config, where=run.config_path)
     _check_same_run(run, cfg, saved, explicit)
     epochs = cfg.epochs if "epochs" in explicit else (state.epochs or saved.epochs)
     _check_can_continue(run, state, epochs, resume)
+    changes = {key: getattr(cfg, key) for key in RESUMABLE_CHANGES if key in explicit}
+    changes["epochs"] = epochs
+    if "task" not in config:
+        changes["task"] = "multiclass"  # a run started before --task: softmax, whatever its classes
+    history = tuple(r for r in run.history() if r["epoch"] <= state.epoch)  # not an uncommitted epoch
+    resumed = SavedRun(types.MappingProxyType(config), _with_new_lr(state, cfg, saved, explicit), history)
+    return dataclasses.replace(saved, **changes), resumed
+
+
+def _with_new_lr(state, cfg, saved, explicit):
+    """A new --lr replaces the schedule's current rate. Repeating the rate the run was given
+    (the same command line again) must not undo the plateau's reductions. config.json
+    keeps the starting rate; the change is recorded with its epoch."""
     last_given = state.lr_changes[-1]["lr"] if state.lr_changes else saved.lr
-    for key in RESUMABLE_CHANGES:
-        if key in explicit:
-            setattr(saved, key, getattr(cfg, key))
-    saved.epochs = epochs
-    if "lr" in explicit and cfg.lr != last_given:
-        # A new --lr replaces the schedule's current rate. Repeating the rate the run was
-        # given (the same command line again) must not undo the plateau's reductions.
-        # config.json keeps the starting rate; the change is recorded with its epoch.
-        state.lr = cfg.lr
-        state.lr_changes.append({"epoch": state.epoch + 1, "lr": cfg.lr})
-    history = [r for r in run.history() if r["epoch"] <= state.epoch]  # drop an uncommitted epoch
-    verb = "Extending" if state.status == "finished" else "Resuming"
-    output.console.print(f"{verb} {run.path} after epoch {state.epoch}/{epochs} (was {state.status}).",
-                         highlight=False, soft_wrap=True)
-    return saved, state, history
+    if "lr" not in explicit or cfg.lr == last_given:
+        return state
+    changes = [*state.lr_changes, {"epoch": state.epoch + 1, "lr": cfg.lr}]
+    return dataclasses.replace(state, lr=cfg.lr, lr_changes=changes)
 
 
 def _refuse_restart(run, why, history=True):
@@ -115,6 +140,8 @@ _START_FILES = {"config.json", "env.json", ".lock", "tensorboard"}
 def _refuse_foreign(run):
     """A folder without state.json becomes a run only when it holds nothing but what a
     start of kseg fit writes: --name pointing at a user's folder must not fill it."""
+    if not run.path.is_dir():
+        return  # a new folder (kseg fit --dry-run does not make it)
     theirs = sorted(p.name for p in run.path.iterdir()
                     if p.name not in _START_FILES and not p.name.startswith("."))
     if theirs:
@@ -142,7 +169,8 @@ def _check_can_continue(run, state, epochs, resume):
     if state.status == "failed" and not resume:
         raise KsegError(f"{run.path} failed at epoch {done + 1} ({state.message}); add --resume to "
                         f"continue from epoch {done} (perhaps with a lower --lr), or use --name.")
-    if not run.last_path.is_file():
+    # A commit killed before its rename left last.keras under its pending name (recover()).
+    if not (run.last_path.is_file() or run.pending_path("last", done).is_file()):
         raise KsegError(f"{run.last_path} is missing but state.json records {done} epochs; "
                         f"start again with --name.")
 
@@ -153,7 +181,7 @@ def first_state(cfg):
 
 
 def start_fresh(run, config, env):
-    """Write config.json and env.json of a new run. open_run has made sure that no
+    """Write config.json and env.json of a new run. reconcile has made sure that no
     checkpoint is there; a history.csv is the row of an epoch killed before its commit."""
     run.path.mkdir(parents=True, exist_ok=True)
     run.write_config(config)

@@ -24,7 +24,10 @@ from kseg.errors import KsegError
               "continue anyway.")
 @click.option("--live/--plain", default=None, help="Progress bar or one line per epoch (default: bar on a "
               "terminal).")
-def fit_command(arch, all_models, recipe, config_file, crops, runs_root, name, resume, live, **settings):
+@click.option("--dry-run", is_flag=True, help="Check the settings and the data, print what the run would do "
+              "(network, data, batches, hardware, fresh or continued), and write nothing.")
+def fit_command(arch, all_models, recipe, config_file, crops, runs_root, name, resume, live, dry_run,
+                **settings):
     """Train ARCH (or --all) on patches; writes runs/<name>/ and resumes interrupted runs."""
     from kseg import api, registry
 
@@ -40,15 +43,23 @@ def fit_command(arch, all_models, recipe, config_file, crops, runs_root, name, r
         settings["grid"] = None  # random crops (over any --grid): an explicit value, unlike no --grid
     for a in registry.core_models() if all_models else [arch]:
         try:
-            run = api.fit(a, runs=runs_root, name=name, resume=resume, recipe=recipe, config=config_file,
-                           progress=live, **settings)
+            done = api.fit(a, runs=runs_root, name=name, resume=resume, recipe=recipe, config=config_file,
+                           progress=live, dry_run=dry_run, **settings)
         except KsegError as exc:
             if all_models and "already finished" in exc.message:
                 output.console.print(f"{a}: {exc.message.split(';')[0]}; skipped.", highlight=False,
                                      soft_wrap=True)
                 continue
             raise
-        _summary(run)
+        if dry_run:
+            _print_plan(done)  # a FitPlan
+        else:
+            _summary(done)  # a RunDir
+
+
+def _print_plan(plan):
+    for line in plan.lines():
+        output.console.print(line, highlight=False, markup=False, soft_wrap=True)
 
 
 def _summary(run):
