@@ -6,7 +6,7 @@ KSEG   := $(VENV)/bin/kseg
 STAMP  := $(VENV)/.kseg-installed
 DEMO   ?= demo-runs
 
-.PHONY: install torch hub test test-oldest test-versions coverage demo docs bench bench-peer lint clean
+.PHONY: install torch hub test test-oldest test-versions coverage demo docs bench bench-peer bench-pipeline lint clean
 .PHONY: gpu-check camvid-pack gpu-wheels
 
 install: $(STAMP)
@@ -126,6 +126,13 @@ docs: $(DOCS_STAMP)
 
 bench: install
 	$(KSEG) bench --fit-steps 0 --json bench.json
+
+# The patch pipeline built by 1 and 2 worker processes against 1 and 2 of Keras' threads, on
+# CamVid ($$KSEG_CAMVID or ../shared/camvid, else the synthetic scenes): patches/s, host CPU per
+# patch, a 16-core projection. Writes PIPELINE_JSON; its last line is `pipeline 1->2 workers: N.NNx`.
+PIPELINE_JSON ?= benchmarks/runs/pipeline.json
+bench-pipeline: install
+	$(PY) benchmarks/bench_pipeline.py --json $(PIPELINE_JSON)
 
 # kseg's U-Net vs segmentation_models' (the study's library, Keras 2 via tf-keras) in its
 # own venv, interleaved rounds; writes bench-peer.json. E.g. make bench-peer PEER_STEPS=1 PEER_ROUNDS=1

@@ -27,3 +27,26 @@ def child_env(backend="tensorflow", **extra):
 def tiny_cli(*args):
     """argv of `kseg ARGS` in a fresh interpreter, with the tiny networks registered."""
     return [sys.executable, "-c", "import kseg_tiny; kseg_tiny.main()", *map(str, args)]
+
+
+def pool_workers(parent=None):
+    """Pids of the children of `parent` (default: this process) running kseg.data.pool_worker
+    (read from Linux's /proc)."""
+    parent, found = parent or os.getpid(), []
+    for entry in Path("/proc").iterdir():
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:  # not a process, or gone meanwhile
+            continue
+        if b"kseg.data.pool_worker" in command and int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def ended(pid):
+    """True once process `pid` has ended (a zombie counts: its parent has not reaped it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True

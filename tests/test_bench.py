@@ -72,7 +72,8 @@ def _runs(fit=True):
                     "predict_patches_per_s": 24.0, "predict_gflops": 24.0, "peak_rss_mb": 900.0}},
         {"section": "pipeline", "label": "camvid", "backend": "tensorflow",
          "result": {"dataset": "camvid", "patches_per_second": 100.0, "workers": 2,
-                    "per_core_patches_per_second": 60.0, "scaling_1_to_2": 1.67}},
+                    "per_core_patches_per_second": 60.0, "scaling_1_to_2": 1.67,
+                    "processes": {"scaling_1_to_2": 1.9, "projected_patches_per_second": 800.0}}},
         {"section": "confusion", "label": "16 frames", "backend": "tensorflow",
          "result": {"numpy_fps": 300.0, "keras_fps": 20.0, "agree": True}},
         {"section": "variant", "label": "a", "backend": "torch", "result": {"error": "exit 1: boom"}},
@@ -115,7 +116,7 @@ def test_targets_met_gap_and_not_measured():
     titles = [t[0] for t in tables(results)]
     assert titles[-1] == "Failed measurements" and "Targets" in titles
     pipeline = next(rows for title, _, rows in tables(results) if title.startswith("Data pipeline"))
-    assert pipeline == [("camvid", None, 2, 100.0, 60.0, 1.67, None)]
+    assert pipeline == [("camvid", None, 2, 100.0, 60.0, 1.67, None, 1.9, 800.0)]
 
 
 def test_targets_without_fit_or_peer():
@@ -221,6 +222,9 @@ def test_bench_cli_smoke(tmp_path, monkeypatch):
         assert net[key] > 0
     assert runs["pipeline"]["patches"] == 2 * 16  # 2 frames x a 4x4 grid
     assert {"1", "2"} <= set(runs["pipeline"]["by_workers"]) and runs["pipeline"]["scaling_1_to_2"] > 0
+    processes = runs["pipeline"]["processes"]
+    assert set(processes["by_workers"]) == {"1", "2"} and processes["scaling_1_to_2"] > 0
+    assert processes["by_workers"]["2"]["frameworks_in_workers"] == []
     assert "Targets" in result.output
 
 
@@ -271,3 +275,25 @@ def test_bench_table_measures_sizes_training_and_frames(tmp_path):
     assert row["gflops"] == pytest.approx(2 * 360 * 480 * (9 * 3 * 8 + 9 * 8 * 8 + 8 * 11) / 1e9)
     assert row["train_patches_s"] > 0 and 0 < row["predict_ms_min"] <= row["predict_ms"]
     assert "Networks (float32, short runs)" in result.output and "360x480" in result.output
+
+
+def test_bench_pipeline_script_writes_its_json_and_ends_with_the_scaling_line(tmp_path, capsys):
+    """`make bench-pipeline`'s script on a tiny dataset: the JSON, and its last line's format."""
+    import re
+    import runpy
+    from pathlib import Path
+
+    from kseg.data.synth import write_synthetic
+
+    data, out = tmp_path / "data", tmp_path / "runs" / "pipeline.json"
+    write_synthetic(data, n_train=2, n_val=1, n_test=1, size=(64, 64))
+    script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "bench_pipeline.py"))
+    script["main"](["--data", str(data), "--json", str(out)])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert re.fullmatch(r"pipeline 1->2 workers: \d+\.\d\dx", last), last
+    doc = json.loads(out.read_text())
+    assert last.endswith(f"{doc['processes']['scaling_1_to_2']:.2f}x")
+    assert doc["patches"] == 2 * 16 and set(doc["by_workers"]) == {"1", "2"}  # the threads, for comparison
+    processes = doc["processes"]
+    assert set(processes["by_workers"]) == {"1", "2"} and processes["projected_cores"] == 16
+    assert "capped by the training process" in processes["projection_assumption"]

@@ -10,11 +10,21 @@ import kseg_tiny
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from processes import pool_workers
 
 from kseg.cli import main
 from kseg.data.patches import PatchDataset
+from kseg.runs import RunDir
 from kseg.training.config import FitConfig
-from kseg.training.inputs import RunBatches, loader_kwargs, pick_workers, training_datasets
+from kseg.training.inputs import (
+    RunBatches,
+    close_data,
+    loader_kwargs,
+    pick_workers,
+    ring_mb,
+    training_datasets,
+    worker_kind,
+)
 
 TINY = kseg_tiny.NAME
 
@@ -81,22 +91,28 @@ class SetEpoch(keras.callbacks.Callback):
         self.data.set_epoch(epoch)
 
 
-def _seen(data_dir, workers, initial_epoch=0):
+def _seen(data_dir, workers, initial_epoch=0, kind="thread"):
     """Digests of the batches `model.fit` hands to the steps over epochs initial_epoch+1..2,
     with `kseg fit`'s datasets for random scaled, class-uniform crops, augmentation and
-    photometric jitter."""
+    photometric jitter, built by `workers` of `kind`."""
     from kseg.data.readers import open_dataset
 
     cfg = FitConfig(arch=TINY, patch=32, grid=None, crops_per_image=4, scale="0.5:2", augment=True,
-                    photometric=True, class_uniform=0.5, batch_size=2, seed=5, workers=workers).validate()
-    train, val, _ = training_datasets(cfg, open_dataset(data_dir), pick_workers(cfg.workers)[0])
-    assert (train.workers, val.workers) == (workers, workers)
+                    photometric=True, class_uniform=0.5, batch_size=2, seed=5, workers=workers,
+                    worker_kind=kind).validate()
+    train, val, _ = training_datasets(cfg, open_dataset(data_dir), pick_workers(cfg.workers, kind=kind)[0])
+    processes = kind == "process" and workers > 0
+    assert (train.workers, val.workers) == (0, 0) if processes else (workers, workers)  # Keras' threads
+    assert train.pool is val.pool and (train.pool is not None) == processes
     model = Recorder()
     model.compile(run_eagerly=True)  # the steps see concrete batches; the data path is fit's own
     # As kseg.training.loop runs fit: the whole run's batches through one iterator,
     # shuffle=False, and the epoch set at each epoch's start.
-    model.fit(RunBatches(train, initial_epoch), steps_per_epoch=len(train), validation_data=val, epochs=2,
-              initial_epoch=initial_epoch, shuffle=False, verbose=0, callbacks=[SetEpoch(train)])
+    try:
+        model.fit(RunBatches(train, initial_epoch), steps_per_epoch=len(train), validation_data=val, epochs=2,
+                  initial_epoch=initial_epoch, shuffle=False, verbose=0, callbacks=[SetEpoch(train)])
+    finally:
+        close_data(train, val)
     return model.seen
 
 
@@ -123,7 +139,10 @@ def test_batches_are_the_same_with_0_1_and_2_workers(data_dir, builder_threads):
         pooled = _pool_threads(builder_threads)
         # Keras starts its pool from 2 workers; 0 and 1 build batches one at a time.
         assert bool(pooled) == (workers == 2), (workers, {t.name for t in builder_threads})
-    assert runs[0] == runs[1] == runs[2]
+    builder_threads.clear()
+    processes = _seen(data_dir, 2, kind="process")  # the read-ahead of kseg.data.batch_stream under fit
+    assert not _pool_threads(builder_threads)
+    assert runs[0] == runs[1] == runs[2] == processes
     seen = runs[0]
     # 3 frames x 4 crops in batches of 2: 6 train batches, then 1 x 4 crops: 2 val batches.
     assert [k for k, _ in seen] == (["train"] * 6 + ["val"] * 2) * 2
@@ -132,17 +151,31 @@ def test_batches_are_the_same_with_0_1_and_2_workers(data_dir, builder_threads):
     assert val1 == val2  # validation: the same crops every epoch
 
 
-def test_resumed_epoch_gets_the_uninterrupted_batches_with_workers(data_dir):
-    whole = _seen(data_dir, 2)
-    resumed = _seen(data_dir, 2, initial_epoch=1)  # fresh datasets, as after a restart
+@pytest.mark.parametrize("kind", ["thread", "process"])
+def test_resumed_epoch_gets_the_uninterrupted_batches_with_workers(data_dir, kind):
+    whole = _seen(data_dir, 2, kind=kind)
+    resumed = _seen(data_dir, 2, initial_epoch=1, kind=kind)  # fresh datasets, as after a restart
     assert resumed == whole[8:]
 
 
 def test_pick_workers():
-    # auto: min(4, CPUs // 2), none where that is below Keras' pool minimum of 2.
-    assert [pick_workers("auto", cpus)[0] for cpus in (1, 2, 3, 4, 6, 8, 64)] == [0, 0, 0, 2, 3, 4, 4]
-    assert pick_workers(3, cpus=64) == (3, "asked for")
-    assert pick_workers("auto", cpus=16)[1] == "auto: min(4, 16 CPUs // 2)"
+    # Threads (no GPU): min(4, CPUs // 2), none where that is below Keras' pool minimum of 2.
+    threads = [pick_workers("auto", cpus, gpus=[])[0] for cpus in (1, 2, 3, 4, 6, 8, 64)]
+    assert threads == [0, 0, 0, 2, 3, 4, 4]
+    assert [pick_workers("auto", cpus)[0] for cpus in (2, 8)] == [0, 4]  # this machine has no GPU
+    assert pick_workers(3, cpus=64, gpus=[]) == (3, "asked for: threads")
+    assert pick_workers("auto", cpus=16, gpus=[])[1] == "auto: min(4, 16 CPUs // 2) threads"
+    # With a GPU, processes: min(CPUs - 2, 16), the reason says why.
+    gpu = [("NVIDIA H100", (9, 0))]
+    assert [pick_workers("auto", cpus, gpus=gpu)[0] for cpus in (2, 3, 8, 16, 64)] == [0, 1, 6, 14, 16]
+    assert pick_workers("auto", cpus=16, gpus=gpu)[1] == ("auto: a GPU is visible (NVIDIA H100): "
+                                                         "min(16 CPUs - 2, 16) worker processes")
+    assert pick_workers(3, cpus=64, gpus=gpu) == (3, "asked for: processes")
+    # --worker-kind decides over the hardware, both ways.
+    assert pick_workers("auto", cpus=16, kind="process", gpus=[])[0] == 14
+    assert pick_workers("auto", cpus=16, kind="thread", gpus=gpu) == (4, "auto: min(4, 16 CPUs // 2) threads")
+    assert worker_kind("auto", gpus=gpu) == ("process", "a GPU is visible (NVIDIA H100)")
+    assert worker_kind("auto", gpus=[]) == ("thread", "no GPU")
     assert loader_kwargs(3) == {"workers": 3, "use_multiprocessing": False, "max_queue_size": 6}
     assert loader_kwargs(0)["max_queue_size"] == 2
 
@@ -154,20 +187,59 @@ def _fit(data_dir, runs, *args):
 
 
 def test_fit_workers_builds_batches_in_a_pool_and_records_it(data_dir, tmp_path, builder_threads):
-    result = _fit(data_dir, tmp_path, "--workers", "2")
+    result = _fit(data_dir, tmp_path, "--workers", "2", "--worker-kind", "thread")
     assert result.exit_code == 0, result.output
-    assert "2 data workers (asked for)" in result.output
+    assert "2 data workers (asked for: threads)" in " ".join(result.output.split())  # wrapped
     assert _pool_threads(builder_threads)
     run = tmp_path / TINY
-    assert json.loads((run / "config.json").read_text())["workers"] == 2
+    config = json.loads((run / "config.json").read_text())
+    assert (config["workers"], config["worker_kind"]) == (2, "thread")
     chosen = json.loads((run / "env.json").read_text())["chosen"]
-    assert (chosen["workers"], chosen["workers_reason"]) == (2, "asked for")
+    assert (chosen["workers"], chosen["workers_reason"]) == (2, "asked for: threads")
 
 
-@pytest.mark.parametrize("value", ["-1", "abc", "1.5"])
-def test_bad_workers_is_a_one_line_error(data_dir, tmp_path, value):
-    result = _fit(data_dir, tmp_path, f"--workers={value}")
+@pytest.mark.parametrize(("flag", "value"), [("--workers", "-1"), ("--workers", "abc"), ("--workers", "1.5"),
+                                           ("--worker-kind", "fork")])
+def test_bad_workers_is_a_one_line_error(data_dir, tmp_path, flag, value):
+    result = _fit(data_dir, tmp_path, f"{flag}={value}")
     assert result.exit_code == 1
     lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "--workers" in lines[0] and value in lines[0], result.output
+    assert len(lines) == 1 and flag in lines[0] and value in lines[0], result.output
     assert not (tmp_path / TINY).exists()
+
+
+def test_fit_with_worker_processes_trains_as_without_workers(data_dir, tmp_path, monkeypatch):
+    from kseg.data.batch_pool import BatchPool
+
+    pools, start = [], BatchPool.__init__
+    monkeypatch.setattr(BatchPool, "__init__", lambda self, n: (pools.append(self), start(self, n))[1])
+    histories = {}
+    for workers in ("0", "2"):
+        result = _fit(data_dir, tmp_path / workers, "--workers", workers, "--worker-kind", "process",
+                      "--epochs", "2", "--crops", "--photometric")
+        assert result.exit_code == 0, result.output
+        histories[workers] = [{k: v for k, v in row.items() if k != "seconds"}
+                              for row in RunDir(tmp_path / workers / TINY).history()]
+    assert "2 data workers (asked for: processes)" in " ".join(result.output.split())
+    assert len(histories["2"]) == 2 and histories["2"] == histories["0"]
+    assert [pool.workers for pool in pools] == [2]  # one pool, for the second fit only
+    assert all(w["patches"] > 0 for w in pools[0].info())  # both workers built batches
+    assert pool_workers() == []  # ended with the fit
+
+
+def test_worker_processes_count_their_batch_slots_in_the_frame_budget(data_dir):
+    from kseg.data.readers import open_dataset
+
+    settings = dict(arch=TINY, patch=32, grid=(2, 2), batch_size=2, workers=2)
+    rings = 2 * ring_mb(FitConfig(**settings), 2)  # train's and val's
+    frame_mb = 64 * 64 * 4 / 2**20
+    budget = rings + 2.5 * frame_mb  # all 4 frames fit without the rings, 2 with them
+    cached = {}
+    for kind in ("thread", "process"):
+        cfg = FitConfig(**settings, worker_kind=kind, frame_cache_mb=budget).validate()
+        train, val, _ = training_datasets(cfg, open_dataset(data_dir), 2)
+        held = (train.frames.nbytes + val.frames.nbytes) / 2**20 + (rings if train.pool else 0)
+        assert held <= budget
+        cached[kind] = train.frames.num_cached + val.frames.num_cached
+        close_data(train, val)
+    assert cached == {"thread": 4, "process": 2}

@@ -53,12 +53,13 @@ def _pipeline_and_fit(ok):
     """The data pipeline by loader workers, and the real `kseg fit` against its bare steps."""
     get = lambda section, *keys: [tuple(r["result"].get(k) for k in keys) for r in ok  # noqa: E731
                                   if r["section"] == section]
-    rows = get("pipeline", "dataset", "frames", "workers", "patches_per_second",
-               "per_core_patches_per_second", "scaling_1_to_2", "peak_rss_mb")
-    out = [("Data pipeline: one epoch through Keras' PyDataset adapter at `kseg fit --workers auto`, at 1 "
-            "worker (about one core), and 2 workers over 1",
-            ["dataset", "frames", "workers", "patches/s", "patches/s per core", "1 -> 2 workers", "peak MB"],
-            rows)]
+    rows = [(*row, *_processes(r)) for row, r in zip(
+        get("pipeline", "dataset", "frames", "workers", "patches_per_second", "per_core_patches_per_second",
+            "scaling_1_to_2", "peak_rss_mb"), [r for r in ok if r["section"] == "pipeline"], strict=True)]
+    out = [("Data pipeline: one epoch at `kseg fit --workers auto`, at 1 thread (about one core), 2 "
+            "threads over 1, 2 worker processes over 1, and the patches/s projected for a 16-core host",
+            ["dataset", "frames", "workers", "patches/s", "patches/s per core", "1 -> 2 threads", "peak MB",
+             "1 -> 2 processes", "16 cores patches/s"], rows)]
     rows = get("fit", "arch", "dataset", "workers", "steps", "val_steps", "epoch_seconds", "bare_seconds",
                "epoch_over_bare", "fixed_seconds", "step_over_bare", "study_epoch_seconds", "study_over_bare",
                "study_hours", "fused_norm_speedup", "peak_rss_mb")
@@ -70,6 +71,12 @@ def _pipeline_and_fit(ok):
                      "epoch / bare", "fixed s", "step / bare", "whole epoch s", "whole / bare",
                      "20 epochs h", "fused BN x", "peak MB"], rows))
     return out
+
+
+def _processes(run):
+    """(1 -> 2 processes, projected patches/s) of a pipeline run (None where not measured)."""
+    processes = run["result"].get("processes") or {}
+    return processes.get("scaling_1_to_2"), processes.get("projected_patches_per_second")
 
 
 def _pct(result, kind, which=""):

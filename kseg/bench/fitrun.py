@@ -92,8 +92,8 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
     peak = peak_rss_mb()
     epoch_s = float(run.history()[-1]["seconds"])
     dataset, _ = open_data(cfg.data)
-    workers = pick_workers(cfg.workers)[0]
-    train, val, _ = training_datasets(cfg, dataset, workers)
+    workers = pick_workers(cfg.workers, kind=cfg.worker_kind)[0]
+    train, val, _ = training_datasets(cfg, dataset, 0)  # for their lengths and a batch: built here
     train_steps, val_steps = map(len, first_batches(train, val, steps))  # the batches fit ran
     train_s, test_s, fused_speedup = _bare_steps(cfg, dataset.spec, train[0][:2], val[0][:2], repeats)
     bare = train_steps * train_s + val_steps * test_s

@@ -24,7 +24,8 @@ TASKS = ("auto", "binary", "multiclass", "multilabel")  # kseg.training.task
 VALIDATION = ("val", "80/20")  # --split: validate on val/, or on 20 % of the training patches
 # May differ when a run is continued: they do not change what epochs 1..k were.
 RESUMABLE_CHANGES = ("epochs", "lr", "jit", "distribute", "deterministic", "init_from", "frame_cache_mb",
-                     "tensorboard", "workers")
+                     "tensorboard", "workers", "worker_kind")
+WORKER_KINDS = ("auto", "process", "thread")  # kseg.training.inputs.worker_kind
 
 
 # (low, high, low excluded) of each number (None: no bound); the highs are far above any
@@ -38,7 +39,7 @@ NUMBER_RANGES = {
     "frame_cache_mb": (0, 2**30, False), "class_uniform": (0, 1, False),
     "freeze_encoder_epochs": (0, 10**6, False), "encoder_lr_mult": (0, None, True),
 }  # fmt: skip
-MAX_WORKERS = 64  # threads building batches; more only add memory (kseg.training.inputs.pick_workers)
+MAX_WORKERS = 64  # processes or threads building batches (kseg.training.inputs.pick_workers)
 WHOLE_NUMBERS = ("epochs", "batch_size", "patch", "crops_per_image", "channels", "seed", "plateau_patience",
                  "freeze_encoder_epochs")
 
@@ -129,12 +130,16 @@ class FitConfig:
     frame_cache_mb: float = option(64, "MiB of decoded frames kept in memory; the rest are decoded once "
                                    "into a temporary file (at most half the free space of $TMPDIR).",
                                    "--frame-cache", float, metavar="MIB")
-    # Threads of Keras' PyDataset pool building batches ahead of the train step; batches
-    # do not depend on it (kseg.training.inputs.pick_workers: auto, and why).
-    workers: int | str = option("auto", "Threads building batches ahead of training: auto (min(4, "
-                                "CPUs // 2); none below 4 CPUs), 0 for none, or N. Batches are the same "
-                                "for any N.",
+    # Workers building batches ahead of the train step; batches do not depend on them
+    # (kseg.training.inputs.pick_workers and worker_kind: auto, and why).
+    workers: int | str = option("auto", "Workers building batches ahead of training (see --worker-kind): "
+                                "0 for none, N, or auto: min(CPUs - 2, 16) processes, or min(4, CPUs // 2) "
+                                "threads (none below 4 CPUs). Batches are the same for any N.",
                                 "--workers", str, metavar="N")
+    worker_kind: str = option("auto", "What the --workers are: process (worker processes, one core each: "
+                              "throughput grows with the cores), thread (Keras' loader threads: no faster "
+                              "than one core, as they share the GIL) or auto: processes where a GPU is "
+                              "visible, else threads.", "--worker-kind", str, metavar="auto|process|thread")
     model_kwargs: dict = option({}, "Builder argument KEY=VALUE (repeatable).", "--model-arg", "multi",
                                 metavar="KEY=VALUE")
     tensorboard: bool = option(False, "Write TensorBoard logs (epoch scalars, model graph) to "
@@ -185,7 +190,7 @@ class FitConfig:
 
         parse_loss(self.loss)  # raises a KsegError naming the bad term
         for key, allowed in (("split", VALIDATION), ("precision", PRECISIONS), ("schedule", SCHEDULES),
-                             ("task", TASKS)):
+                             ("task", TASKS), ("worker_kind", WORKER_KINDS)):
             if getattr(self, key) not in allowed:
                 raise KsegError(f"Unknown {_flag(key)} {getattr(self, key)!r}. "
                                 f"Choose one of: {', '.join(allowed)}.")

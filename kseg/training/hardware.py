@@ -106,7 +106,8 @@ def pick_jit(requested, gpu_list, backend="tensorflow", onednn=True):
 @dataclasses.dataclass(frozen=True)
 class HardwareChoice:
     """What `kseg fit` runs on, each with its reason: the precision, XLA (None: Keras'
-    "auto") and the threads building batches. env.json records it as "chosen"."""
+    "auto") and the workers building batches, processes or threads (`worker_kind`).
+    env.json records it as "chosen"."""
 
     precision: str
     precision_reason: str
@@ -114,6 +115,7 @@ class HardwareChoice:
     jit_reason: str
     workers: int
     workers_reason: str
+    worker_kind: str = "thread"
 
     @property
     def xla(self):
@@ -131,11 +133,12 @@ def choose(cfg):
     import keras
 
     from kseg.training.environment import cpu_info, onednn
-    from kseg.training.inputs import pick_workers
+    from kseg.training.inputs import pick_workers, worker_kind
 
     found, backend = gpus(), keras.backend.backend()
     uses_onednn = onednn(backend)
     precision, why_precision = pick_precision(cfg.precision, cpu_info()["flags"], found, uses_onednn)
     jit, why_jit = pick_jit(cfg.jit, found, backend, uses_onednn)
-    workers, why_workers = pick_workers(cfg.workers)
-    return HardwareChoice(precision, why_precision, jit, why_jit, workers, why_workers)
+    workers, why_workers = pick_workers(cfg.workers, kind=cfg.worker_kind, gpus=found)
+    kind = worker_kind(cfg.worker_kind, found)[0]
+    return HardwareChoice(precision, why_precision, jit, why_jit, workers, why_workers, kind)

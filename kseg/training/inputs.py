@@ -7,6 +7,8 @@ import keras
 
 from kseg.errors import KsegError
 
+MAX_PROCESSES = 16  # auto's worker processes: a GPU's appetite (about 8,000 patches/s) at ~550 per core
+
 
 def open_data(data):
     """`(Dataset, label)`: the folder `data`, or the embedded synthetic scenes for None."""
@@ -27,19 +29,36 @@ def class_weights(cfg, dataset):
     return [float(w) for w in median_frequency_weights(dataset.pairs("train"), dataset.spec)]
 
 
-def training_datasets(cfg, dataset, workers):
+def training_datasets(cfg, dataset, workers, kind=None):
     """`(train, val, pairs used)`: PatchDatasets per cfg.split, batches built by `workers`
-    threads (`pick_workers`); the pairs feed the fingerprint."""
+    threads or worker processes (`pick_workers`; `kind`: "process" or "thread", default
+    `worker_kind(cfg.worker_kind)`); the pairs feed the fingerprint. Processes are shared
+    by both datasets; `close_data` ends them."""
+    pool = None
+    if workers and (kind or worker_kind(cfg.worker_kind)[0]) == "process":
+        from kseg.data.batch_pool import BatchPool
+
+        pool = BatchPool(workers)  # starts now, while the frames are decoded
+    try:
+        return _datasets(cfg, dataset, workers, pool)
+    except BaseException:
+        if pool is not None:
+            pool.close()
+        raise
+
+
+def _datasets(cfg, dataset, workers, pool):
     from kseg.data import patches
 
     train_pairs = dataset.pairs("train")
-    loading = loader_kwargs(workers)
+    loading = loader_kwargs(0 if pool else workers)  # with a pool, Keras runs no loader of its own
     common = dict(spec=dataset.spec, batch_size=cfg.batch_size, patch=cfg.patch, grid=cfg.grid,
-                  seed=cfg.seed, crops_per_image=cfg.crops_per_image, **loading)
-    # One memory budget for decoded frames: training frames first (augmented and read
-    # every epoch in random order), validation frames get what is left.
-    train_frames = patches.Frames(train_pairs, dataset.spec, cache_mb=cfg.frame_cache_mb,
-                                  channels=cfg.channels)
+                  seed=cfg.seed, crops_per_image=cfg.crops_per_image, pool=pool, **loading)
+    # One memory budget for decoded frames and the workers' batch slots (two rings, train
+    # and val): training frames first (augmented and read every epoch in random order),
+    # validation frames get what is left.
+    budget = max(0.0, cfg.frame_cache_mb - (2 * ring_mb(cfg, workers) if pool else 0))
+    train_frames = patches.Frames(train_pairs, dataset.spec, cache_mb=budget, channels=cfg.channels)
     check_grid(train_frames, cfg.grid)
     train = patches.PatchDataset(train_frames, augment=cfg.augment, photometric=cfg.photometric,
                                  scale=cfg.scale, class_uniform=cfg.class_uniform, shuffle=True,
@@ -53,12 +72,27 @@ def training_datasets(cfg, dataset, workers):
         raise KsegError(f"{dataset.root} has no val split; use --split 80/20 to validate on training "
                         f"patches.")
     val_pairs = dataset.pairs("val")
-    val_budget = max(0.0, cfg.frame_cache_mb - train_frames.nbytes / 2**20)
+    val_budget = max(0.0, budget - train_frames.nbytes / 2**20)
     # Validation always sees the grid or plain crops: no jitter, and the same crops every
     # epoch (_same_every_epoch), so epochs compare.
     val = patches.PatchDataset(val_pairs, shuffle=False, cache_mb=val_budget, channels=cfg.channels, **common)
     check_grid(val.frames, cfg.grid)
     return train, _same_every_epoch(val), train_pairs + val_pairs
+
+
+def ring_mb(cfg, workers):
+    """MiB of one dataset's batch slots in shared memory: two per worker process."""
+    from kseg.data.batch_ring import slot_bytes
+
+    return 2 * int(workers) * slot_bytes(cfg.batch_size, (cfg.patch, cfg.patch), cfg.channels) / 2**20
+
+
+def close_data(*datasets):
+    """End the worker processes behind `datasets` (PatchDatasets or views of them), if any."""
+    for data in datasets:
+        close = getattr(data, "close", None)
+        if close is not None:
+            close()
 
 
 def check_grid(frames, grid):
@@ -72,28 +106,57 @@ def check_grid(frames, grid):
                             f"at most {min(h, grid[0])}x{min(w, grid[1])} cells, or --crops.")
 
 
-def pick_workers(requested, cpus=None):
-    """`(workers, reason)`: the threads building batches for `--workers requested`.
+def pick_workers(requested, cpus=None, kind="auto", gpus=None):
+    """`(workers, reason)`: how many build batches for `--workers requested`, of
+    `--worker-kind kind` (see `worker_kind`; `gpus`: hardware.gpus(), found when None).
 
-    "auto" is min(4, CPUs // 2), and 0 below 4 CPUs: half the cores stay with the
-    framework (a CPU train step uses every core, a GPU needs its feeding thread), Keras
-    starts its pool only from 2 workers (1 builds batches as 0 does), and the threads
-    share one GIL, so more than 4 add memory (queued batches) more than speed. With
-    none, TensorFlow's tf.data still builds the next batch while a step runs; JAX and
-    torch build it in the training thread. `make bench` reports the scaling.
+    Processes (kseg.data.batch_pool) each take a core and together build about as many
+    patches per second as there are workers; auto is min(CPUs - 2, 16): one core stays
+    with the training process, which feeds the GPU and copies each batch out of shared
+    memory, one with the framework's own threads. Threads share one GIL: 2 build 0.94x
+    as many patches as 1. For threads auto is min(4, CPUs // 2), and 0 below 4 CPUs: half
+    the cores stay with the framework (a CPU train step uses every core), Keras starts
+    its thread pool only from 2 workers (1 builds batches as 0 does), and more than 4
+    add memory (queued batches) more than speed. With none, TensorFlow's tf.data still
+    builds the next batch while a step runs; JAX and torch build it in the training
+    thread. `make bench-pipeline` measures the scaling.
     """
+    kind, why = worker_kind(kind, gpus)
     if requested != "auto":
-        return int(requested), "asked for"
+        return int(requested), f"asked for: {'processes' if kind == 'process' else 'threads'}"
     cpus = cpus or os.cpu_count() or 1
+    if kind == "process":
+        return max(0, min(cpus - 2, MAX_PROCESSES)), f"auto: {why}: min({cpus} CPUs - 2, 16) worker processes"
     workers = min(4, cpus // 2)
     if workers < 2:
         return 0, f"auto: {cpus} CPUs, all for the train step"
-    return workers, f"auto: min(4, {cpus} CPUs // 2)"
+    return workers, f"auto: min(4, {cpus} CPUs // 2) threads"
+
+
+def worker_kind(requested="auto", gpus=None):
+    """`(kind, why)`: "process" or "thread" for `--worker-kind requested`; auto picks
+    processes where a GPU is visible (hardware.gpus(), or `gpus`): a GPU trains several
+    times faster than threads build batches. Without one the train step uses every core,
+    and threads cost no start-up and no memory of their own."""
+    if requested != "auto":
+        return requested, "asked for"
+    from kseg.data.batch_pool import unsupported
+
+    if gpus is None:
+        from kseg.training.hardware import gpus as visible
+
+        gpus = visible()
+    if not gpus:
+        return "thread", "no GPU"
+    if trouble := unsupported():
+        return "thread", f"a GPU is visible, but {trouble}"
+    return "process", f"a GPU is visible ({gpus[0][0]})"
 
 
 def loader_kwargs(workers):
-    """PyDataset arguments for `workers` threads. Threads, not processes: a forked worker
-    would copy the decoded frames. The queue holds 2 batches per thread (one ready, one
+    """PyDataset arguments for `workers` of Keras' loader threads (never Keras' own
+    processes: they fork a process running TensorFlow and pickle every batch; kseg's
+    are kseg.data.batch_pool's). The queue holds 2 batches per thread (one ready, one
     being built), enough to keep each busy, and bounds memory for large patches."""
     return {"workers": int(workers), "use_multiprocessing": False, "max_queue_size": max(2, 2 * int(workers))}
 
@@ -145,6 +208,9 @@ class BatchView(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         return self.batch(self.epoch, index)
+
+    def close(self):
+        self.dataset.close()
 
 
 class _FirstBatches(BatchView):

@@ -73,7 +73,8 @@ def train(plan, progress=None, callbacks=()):
 
     cfg, run = plan.config, plan.run
     _report_start(plan)
-    train_data, val_data, _ = training_datasets(cfg, plan.dataset, plan.hardware.workers)
+    train_data, val_data, _ = training_datasets(cfg, plan.dataset, plan.hardware.workers,
+                                                kind=plan.hardware.worker_kind)
     if plan.topology is not None:
         train_data, val_data = (distribute.worker_batches(d, plan.topology) for d in (train_data, val_data))
     train_data, val_data = first_batches(train_data, val_data, plan.max_steps)
@@ -231,7 +232,7 @@ def fit_callbacks(cfg, run, state, history, train_data, progress, extra=()):
 
 def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
     """model.fit under StopSignals; every way out leaves state.json saying how it ended."""
-    from kseg.training.inputs import RunBatches
+    from kseg.training.inputs import RunBatches, close_data
 
     recorder = callbacks.recorder
     with StopSignals() as signals:
@@ -272,6 +273,7 @@ def _run(model, cfg, run, callbacks, train_data, val_data, initial_epoch):
             raise
         finally:
             callbacks.bar.close()
+            close_data(train_data, val_data)  # the worker processes, if any, end with the fit
     run.write_state(recorder.state.stop("finished"))
 
 
