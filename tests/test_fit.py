@@ -195,6 +195,8 @@ def test_fit_trains_each_architecture_named_and_checks_every_name_first(data_dir
     assert both.exit_code == 0, both.output
     assert [RunDir(runs / a).config["arch"] for a in (TINY, kseg_tiny.OTHER)] == [TINY, kseg_tiny.OTHER]
     assert RunDir(runs / kseg_tiny.OTHER).state.epoch == 1
+    again = fit(data_dir, runs, "--epochs", "1", kseg_tiny.OTHER, arch=TINY)  # both finished: skipped
+    assert again.exit_code == 0 and again.output.count("skipped") == 2, again.output
 
 
 @pytest.mark.parametrize(

@@ -52,7 +52,7 @@ def fit_command(archs, all_models, recipe, config_file, crops, runs_root, name, 
             done = api.fit(a, runs=runs_root, name=name, resume=resume, recipe=recipe, config=config_file,
                            progress=live, dry_run=dry_run, **settings)
         except KsegError as exc:
-            if all_models and "already finished" in exc.message:
+            if (all_models or len(archs) > 1) and "already finished" in exc.message:  # go on with the rest
                 output.console.print(f"{a}: {exc.message.split(';')[0]}; skipped.", highlight=False,
                                      soft_wrap=True)
                 continue
