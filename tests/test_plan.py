@@ -144,3 +144,15 @@ def test_the_planned_batches_are_the_ones_trained(data_dir, tmp_path, settings):
     patches = (train.num_patches, val.num_patches)
     train, val = first_batches(train, val, max_steps)
     assert plan.epoch.patches == patches and plan.epoch.batches == (len(train), len(val))
+
+
+def test_a_dataset_without_val_is_refused_at_planning_unless_80_20(tmp_path):
+    from kseg.data.synth import write_synthetic
+
+    data = tmp_path / "no-val"
+    write_synthetic(data, n_train=2, n_val=0, n_test=0, size=(32, 32))
+    args = ("fit", TINY, "--data", data, "--runs", tmp_path / "runs", *FIT_ARGS, "--epochs", "1")
+    line = error_line(cli(*args, "--dry-run"), data)
+    assert "no val split" in line and "--split 80/20" in line and not (tmp_path / "runs").exists()
+    assert error_line(cli(*args), data) == line  # the fit itself refuses it the same way
+    assert dry_run(data, tmp_path / "runs", split="80/20").epoch.frames == (2, None)

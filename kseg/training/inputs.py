@@ -68,9 +68,7 @@ def _datasets(cfg, dataset, workers, pool):
         train, val = patches.split_patches(train, fraction=0.2, seed=cfg.seed)
         train.max_queue_size = val.max_queue_size = loading["max_queue_size"]  # not copied by the split
         return train, _same_every_epoch(val), train_pairs
-    if "val" not in dataset.splits:
-        raise KsegError(f"{dataset.root} has no val split; use --split 80/20 to validate on training "
-                        f"patches.")
+    require_val_split(dataset)
     val_pairs = dataset.pairs("val")
     val_budget = max(0.0, budget - train_frames.nbytes / 2**20)
     # Validation always sees the grid or plain crops: no jitter, and the same crops every
@@ -93,6 +91,13 @@ def close_data(*datasets):
         close = getattr(data, "close", None)
         if close is not None:
             close()
+
+
+def require_val_split(dataset):
+    """Validation reads the val split unless --split 80/20 takes it from the training patches."""
+    if "val" not in dataset.splits:
+        raise KsegError(f"{dataset.root} has no val split; use --split 80/20 to validate on training "
+                        f"patches.")
 
 
 def check_grid(frames, grid):

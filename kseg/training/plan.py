@@ -145,7 +145,7 @@ def epoch_size(cfg, dataset, max_steps=None, topology=None):
     --grid that fits every frame), from the image headers: nothing is decoded."""
     from kseg.data import patches
     from kseg.training import distribute
-    from kseg.training.inputs import check_grid, first_batches
+    from kseg.training.inputs import check_grid, first_batches, require_val_split
 
     def frames(split):
         found = patches.Frames(dataset.pairs(split), dataset.spec, cache_mb=0, channels=cfg.channels,
@@ -160,10 +160,8 @@ def epoch_size(cfg, dataset, max_steps=None, topology=None):
     if cfg.split == "80/20":
         train, val = patches.split_patches(train, fraction=0.2, seed=cfg.seed)
         val_frames = None
-    elif "val" not in dataset.splits:
-        raise KsegError(f"{dataset.root} has no val split; use --split 80/20 to validate on training "
-                        f"patches.")
     else:
+        require_val_split(dataset)
         val_frames = frames("val")
         val = patches.PatchDataset(val_frames, **common)
     counts = (train.num_patches, val.num_patches)
