@@ -158,13 +158,13 @@ def test_workers_end_with_the_process_that_started_them(pairs, how):
 def test_without_descriptor_passing_auto_keeps_threads_and_processes_are_refused(monkeypatch):
     import socket
 
-    from kseg.training.inputs import worker_kind
+    from kseg.training.hardware import worker_kind
 
     gpu = [("NVIDIA H100", (9, 0))]
-    assert worker_kind("auto", gpus=gpu)[0] == "process"
+    assert worker_kind("auto", gpu_list=gpu)[0] == "process"
     monkeypatch.delattr(socket, "send_fds")  # Windows
-    assert worker_kind("auto", gpus=gpu) == ("thread", "a GPU is visible, but this system cannot pass file "
-                                                       "descriptors between processes (socket.send_fds)")
+    why = "a GPU is visible, but this system cannot pass file descriptors between processes (socket.send_fds)"
+    assert worker_kind("auto", gpu_list=gpu) == ("thread", why)
     with pytest.raises(KsegError, match="Use --worker-kind thread"):
         BatchPool(1)
 

@@ -16,14 +16,13 @@ from kseg.cli import main
 from kseg.data.patches import PatchDataset
 from kseg.runs import RunDir
 from kseg.training.config import FitConfig
+from kseg.training.hardware import pick_workers, worker_kind
 from kseg.training.inputs import (
     RunBatches,
     close_data,
     loader_kwargs,
-    pick_workers,
     ring_mb,
     training_datasets,
-    worker_kind,
 )
 
 TINY = kseg_tiny.NAME
@@ -160,22 +159,23 @@ def test_resumed_epoch_gets_the_uninterrupted_batches_with_workers(data_dir, kin
 
 def test_pick_workers():
     # Threads (no GPU): min(4, CPUs // 2), none where that is below Keras' pool minimum of 2.
-    threads = [pick_workers("auto", cpus, gpus=[])[0] for cpus in (1, 2, 3, 4, 6, 8, 64)]
+    threads = [pick_workers("auto", cpus, gpu_list=[])[0] for cpus in (1, 2, 3, 4, 6, 8, 64)]
     assert threads == [0, 0, 0, 2, 3, 4, 4]
     assert [pick_workers("auto", cpus)[0] for cpus in (2, 8)] == [0, 4]  # this machine has no GPU
-    assert pick_workers(3, cpus=64, gpus=[]) == (3, "asked for: threads")
-    assert pick_workers("auto", cpus=16, gpus=[])[1] == "auto: min(4, 16 CPUs // 2) threads"
+    assert pick_workers(3, cpus=64, gpu_list=[]) == (3, "asked for: threads")
+    assert pick_workers("auto", cpus=16, gpu_list=[])[1] == "auto: min(4, 16 CPUs // 2) threads"
     # With a GPU, processes: min(CPUs - 2, 16), the reason says why.
     gpu = [("NVIDIA H100", (9, 0))]
-    assert [pick_workers("auto", cpus, gpus=gpu)[0] for cpus in (2, 3, 8, 16, 64)] == [0, 1, 6, 14, 16]
-    assert pick_workers("auto", cpus=16, gpus=gpu)[1] == ("auto: a GPU is visible (NVIDIA H100): "
+    assert [pick_workers("auto", cpus, gpu_list=gpu)[0] for cpus in (2, 3, 8, 16, 64)] == [0, 1, 6, 14, 16]
+    assert pick_workers("auto", cpus=16, gpu_list=gpu)[1] == ("auto: a GPU is visible (NVIDIA H100): "
                                                          "min(16 CPUs - 2, 16) worker processes")
-    assert pick_workers(3, cpus=64, gpus=gpu) == (3, "asked for: processes")
+    assert pick_workers(3, cpus=64, gpu_list=gpu) == (3, "asked for: processes")
     # --worker-kind decides over the hardware, both ways.
-    assert pick_workers("auto", cpus=16, kind="process", gpus=[])[0] == 14
-    assert pick_workers("auto", cpus=16, kind="thread", gpus=gpu) == (4, "auto: min(4, 16 CPUs // 2) threads")
-    assert worker_kind("auto", gpus=gpu) == ("process", "a GPU is visible (NVIDIA H100)")
-    assert worker_kind("auto", gpus=[]) == ("thread", "no GPU")
+    assert pick_workers("auto", cpus=16, kind="process", gpu_list=[])[0] == 14
+    threads = (4, "auto: min(4, 16 CPUs // 2) threads")
+    assert pick_workers("auto", cpus=16, kind="thread", gpu_list=gpu) == threads
+    assert worker_kind("auto", gpu_list=gpu) == ("process", "a GPU is visible (NVIDIA H100)")
+    assert worker_kind("auto", gpu_list=[]) == ("thread", "no GPU")
     assert loader_kwargs(3) == {"workers": 3, "use_multiprocessing": False, "max_queue_size": 6}
     assert loader_kwargs(0)["max_queue_size"] == 2
 

@@ -79,7 +79,8 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
         step as fit runs it (TensorFlow's fused kernel, kseg.training.fused_norm), the
         median ratio of steps timed in pairs.
     """
-    from kseg.training.inputs import first_batches, open_data, pick_workers, training_datasets
+    from kseg.training.hardware import pick_workers
+    from kseg.training.inputs import first_batches, open_data, training_datasets
     from kseg.training.loop import run_fit
     from kseg.training.recipes import resolve
 

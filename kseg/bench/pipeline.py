@@ -40,7 +40,7 @@ def measure_pipeline(root, patch=128, grid=(4, 4), batch_size=16, augment=True, 
     Memory: see the module's docstring.
     """
     from kseg.data.patches import Frames
-    from kseg.training.inputs import pick_workers, worker_kind
+    from kseg.training.hardware import pick_workers, worker_kind
 
     fit_kind, fit_workers = worker_kind()[0], pick_workers("auto")[0]
     auto = max(1, pick_workers("auto", kind="thread")[0])  # 0 and 1 both mean no pool

@@ -25,7 +25,7 @@ VALIDATION = ("val", "80/20")  # --split: validate on val/, or on 20 % of the tr
 # May differ when a run is continued: they do not change what epochs 1..k were.
 RESUMABLE_CHANGES = ("epochs", "lr", "jit", "distribute", "deterministic", "init_from", "frame_cache_mb",
                      "tensorboard", "workers", "worker_kind")
-WORKER_KINDS = ("auto", "process", "thread")  # kseg.training.inputs.worker_kind
+WORKER_KINDS = ("auto", "process", "thread")  # kseg.training.hardware.worker_kind
 
 
 # (low, high, low excluded) of each number (None: no bound); the highs are far above any
@@ -39,7 +39,7 @@ NUMBER_RANGES = {
     "frame_cache_mb": (0, 2**30, False), "class_uniform": (0, 1, False),
     "freeze_encoder_epochs": (0, 10**6, False), "encoder_lr_mult": (0, None, True),
 }  # fmt: skip
-MAX_WORKERS = 64  # processes or threads building batches (kseg.training.inputs.pick_workers)
+MAX_WORKERS = 64  # processes or threads building batches (kseg.training.hardware.pick_workers)
 WHOLE_NUMBERS = ("epochs", "batch_size", "patch", "crops_per_image", "channels", "seed", "plateau_patience",
                  "freeze_encoder_epochs")
 
@@ -131,7 +131,7 @@ class FitConfig:
                                    "into a temporary file (at most half the free space of $TMPDIR).",
                                    "--frame-cache", float, metavar="MIB")
     # Workers building batches ahead of the train step; batches do not depend on them
-    # (kseg.training.inputs.pick_workers and worker_kind: auto, and why).
+    # (kseg.training.hardware.pick_workers and worker_kind: auto, and why).
     workers: int | str = option("auto", "Workers building batches ahead of training (see --worker-kind): "
                                 "0 for none, N, or auto: min(CPUs - 2, 16) processes, or min(4, CPUs // 2) "
                                 "threads (none below 4 CPUs). Batches are the same for any N.",

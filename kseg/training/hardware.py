@@ -1,5 +1,5 @@
 """Settings chosen from the machine at hand: `--precision auto` and `--jit auto`, with
-`--workers auto` (kseg.training.inputs.pick_workers), as one `HardwareChoice`.
+`--workers auto` and `--worker-kind auto` (`pick_workers`), as one `HardwareChoice`.
 
 Measured on this project's 2-core AMD EPYC with AVX-512 BF16 (issue 12's table): a
 U-Net train step runs 1.34x faster in mixed_bfloat16 than in float32, and XLA makes it
@@ -11,9 +11,11 @@ under XLA `kseg fit` gives up op determinism; the reason printed says so.
 """
 
 import dataclasses
+import os
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 AMPERE = (8, 0)  # first NVIDIA compute capability with bfloat16 tensor cores
+MAX_PROCESSES = 16  # auto's worker processes: a GPU's appetite (about 8,000 patches/s) at ~550 per core
 
 
 def gpus():
@@ -103,6 +105,56 @@ def pick_jit(requested, gpu_list, backend="tensorflow", onednn=True):
     return False, "auto: off on CPUs, where XLA is slower than oneDNN's kernels"
 
 
+def pick_workers(requested, cpus=None, kind="auto", gpu_list=None):
+    """`(workers, reason)`: how many build batches for `--workers requested`, of
+    `--worker-kind kind` (see `worker_kind`; `gpu_list`: `gpus()`, found when None).
+
+    Processes (kseg.data.batch_pool) each take a core and together build about as many
+    patches per second as there are workers; auto is min(CPUs - 2, 16): one core stays
+    with the training process, which feeds the GPU and copies each batch out of shared
+    memory, one with the framework's own threads. Threads share one GIL: 2 build 0.94x
+    as many patches as 1. For threads auto is min(4, CPUs // 2), and 0 below 4 CPUs: half
+    the cores stay with the framework (a CPU train step uses every core), Keras starts
+    its thread pool only from 2 workers (1 builds batches as 0 does), and more than 4
+    add memory (queued batches) more than speed. With none, TensorFlow's tf.data still
+    builds the next batch while a step runs; JAX and torch build it in the training
+    thread. `make bench-pipeline` measures the scaling.
+    """
+    return count_workers(requested, *worker_kind(kind, gpu_list), cpus)
+
+
+def count_workers(requested, kind, why, cpus=None):
+    """`(workers, reason)` for `--workers requested` of a resolved `kind` ("process" or
+    "thread", chosen for reason `why`): see `pick_workers`."""
+    if requested != "auto":
+        return int(requested), f"asked for: {'processes' if kind == 'process' else 'threads'}"
+    cpus = cpus or os.cpu_count() or 1
+    if kind == "process":
+        return max(0, min(cpus - 2, MAX_PROCESSES)), f"auto: {why}: min({cpus} CPUs - 2, 16) worker processes"
+    workers = min(4, cpus // 2)
+    if workers < 2:
+        return 0, f"auto: {cpus} CPUs, all for the train step"
+    return workers, f"auto: min(4, {cpus} CPUs // 2) threads"
+
+
+def worker_kind(requested="auto", gpu_list=None):
+    """`(kind, why)`: "process" or "thread" for `--worker-kind requested`; auto picks
+    processes where a GPU is visible (`gpus()`, or `gpu_list`): a GPU trains several
+    times faster than threads build batches. Without one the train step uses every core,
+    and threads cost no start-up and no memory of their own."""
+    if requested != "auto":
+        return requested, "asked for"
+    from kseg.data.batch_pool import unsupported
+
+    if gpu_list is None:
+        gpu_list = gpus()
+    if not gpu_list:
+        return "thread", "no GPU"
+    if trouble := unsupported():
+        return "thread", f"a GPU is visible, but {trouble}"
+    return "process", f"a GPU is visible ({gpu_list[0][0]})"
+
+
 @dataclasses.dataclass(frozen=True)
 class HardwareChoice:
     """What `kseg fit` runs on, each with its reason: the precision, XLA (None: Keras'
@@ -133,12 +185,10 @@ def choose(cfg):
     import keras
 
     from kseg.training.environment import cpu_info, onednn
-    from kseg.training.inputs import pick_workers, worker_kind
-
     found, backend = gpus(), keras.backend.backend()
     uses_onednn = onednn(backend)
     precision, why_precision = pick_precision(cfg.precision, cpu_info()["flags"], found, uses_onednn)
     jit, why_jit = pick_jit(cfg.jit, found, backend, uses_onednn)
-    workers, why_workers = pick_workers(cfg.workers, kind=cfg.worker_kind, gpus=found)
-    kind = worker_kind(cfg.worker_kind, found)[0]
+    kind, why_kind = worker_kind(cfg.worker_kind, found)
+    workers, why_workers = count_workers(cfg.workers, kind, why_kind)
     return HardwareChoice(precision, why_precision, jit, why_jit, workers, why_workers, kind)

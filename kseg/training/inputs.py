@@ -1,13 +1,10 @@
 """The data a training run sees: its dataset, its train and val PatchDatasets, its class weights."""
 
-import os
 from pathlib import Path
 
 import keras
 
 from kseg.errors import KsegError
-
-MAX_PROCESSES = 16  # auto's worker processes: a GPU's appetite (about 8,000 patches/s) at ~550 per core
 
 
 def open_data(data):
@@ -34,6 +31,8 @@ def training_datasets(cfg, dataset, workers, kind=None):
     threads or worker processes (`pick_workers`; `kind`: "process" or "thread", default
     `worker_kind(cfg.worker_kind)`); the pairs feed the fingerprint. Processes are shared
     by both datasets; `close_data` ends them."""
+    from kseg.training.hardware import worker_kind
+
     pool = None
     if workers and (kind or worker_kind(cfg.worker_kind)[0]) == "process":
         from kseg.data.batch_pool import BatchPool
@@ -109,53 +108,6 @@ def check_grid(frames, grid):
         if h < grid[0] or w < grid[1]:
             raise KsegError(f"--grid {grid[0]}x{grid[1]}: {pair.mask} is only {h}x{w} pixels; use a grid of "
                             f"at most {min(h, grid[0])}x{min(w, grid[1])} cells, or --crops.")
-
-
-def pick_workers(requested, cpus=None, kind="auto", gpus=None):
-    """`(workers, reason)`: how many build batches for `--workers requested`, of
-    `--worker-kind kind` (see `worker_kind`; `gpus`: hardware.gpus(), found when None).
-
-    Processes (kseg.data.batch_pool) each take a core and together build about as many
-    patches per second as there are workers; auto is min(CPUs - 2, 16): one core stays
-    with the training process, which feeds the GPU and copies each batch out of shared
-    memory, one with the framework's own threads. Threads share one GIL: 2 build 0.94x
-    as many patches as 1. For threads auto is min(4, CPUs // 2), and 0 below 4 CPUs: half
-    the cores stay with the framework (a CPU train step uses every core), Keras starts
-    its thread pool only from 2 workers (1 builds batches as 0 does), and more than 4
-    add memory (queued batches) more than speed. With none, TensorFlow's tf.data still
-    builds the next batch while a step runs; JAX and torch build it in the training
-    thread. `make bench-pipeline` measures the scaling.
-    """
-    kind, why = worker_kind(kind, gpus)
-    if requested != "auto":
-        return int(requested), f"asked for: {'processes' if kind == 'process' else 'threads'}"
-    cpus = cpus or os.cpu_count() or 1
-    if kind == "process":
-        return max(0, min(cpus - 2, MAX_PROCESSES)), f"auto: {why}: min({cpus} CPUs - 2, 16) worker processes"
-    workers = min(4, cpus // 2)
-    if workers < 2:
-        return 0, f"auto: {cpus} CPUs, all for the train step"
-    return workers, f"auto: min(4, {cpus} CPUs // 2) threads"
-
-
-def worker_kind(requested="auto", gpus=None):
-    """`(kind, why)`: "process" or "thread" for `--worker-kind requested`; auto picks
-    processes where a GPU is visible (hardware.gpus(), or `gpus`): a GPU trains several
-    times faster than threads build batches. Without one the train step uses every core,
-    and threads cost no start-up and no memory of their own."""
-    if requested != "auto":
-        return requested, "asked for"
-    from kseg.data.batch_pool import unsupported
-
-    if gpus is None:
-        from kseg.training.hardware import gpus as visible
-
-        gpus = visible()
-    if not gpus:
-        return "thread", "no GPU"
-    if trouble := unsupported():
-        return "thread", f"a GPU is visible, but {trouble}"
-    return "process", f"a GPU is visible ({gpus[0][0]})"
 
 
 def loader_kwargs(workers):
