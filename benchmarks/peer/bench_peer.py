@@ -47,15 +47,41 @@ RATIOS = {("kseg", "train"): "ratio", ("kseg", "predict"): "predict_ratio",
           ("kseg float32", "train"): "float32_ratio", ("kseg float32", "predict"): "float32_predict_ratio"}
 
 
-def kseg_precision(requested="auto"):
-    """`(precision, reason)` as `kseg fit --precision` decides it, from the CPU's flags.
+AVX2_FLAGS = ["avx2", "fma"]  # --as-avx2: the flags of a CPU without AVX-512
+
+
+def kseg_precision(requested="auto", flags=None):
+    """`(precision, reason)` as `kseg fit --precision` decides it, from the CPU's flags
+    (`flags`: this CPU's where None).
 
     No GPU is looked for (that would import TensorFlow here); this is a CPU benchmark.
     """
     from kseg.training.environment import cpu_info
     from kseg.training.hardware import pick_precision
 
-    return pick_precision(requested, cpu_info()["flags"], [])
+    return pick_precision(requested, cpu_info()["flags"] if flags is None else flags, [])
+
+
+def side_envs(as_avx2=False, environ=os.environ):
+    """`(flags, kseg env, peer env)`: each side at its own defaults, as `kseg fit` and a
+    plain TensorFlow process start. kseg's side gets the TF_ENABLE_ONEDNN_OPTS that `kseg
+    fit` sets (kseg.training.hardware.pick_onednn); the peer's keeps TensorFlow's default.
+
+    `as_avx2`: both run as on a CPU with AVX2 and no AVX-512: oneDNN's kernels capped at
+    AVX2 (ONEDNN_MAX_CPU_ISA), and TensorFlow's default there, oneDNN off, on the peer's
+    side. TensorFlow's own kernels are built for AVX2 in its wheel already."""
+    from kseg.training.environment import cpu_info
+    from kseg.training.hardware import pick_onednn
+
+    flags = AVX2_FLAGS if as_avx2 else cpu_info()["flags"]
+    kseg_env, peer_env = {}, {}
+    if as_avx2:
+        kseg_env["ONEDNN_MAX_CPU_ISA"] = peer_env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        peer_env.setdefault("TF_ENABLE_ONEDNN_OPTS", environ.get("TF_ENABLE_ONEDNN_OPTS", "0"))
+    value, _ = pick_onednn("fit", flags, environ)
+    if value is not None:
+        kseg_env["TF_ENABLE_ONEDNN_OPTS"] = value
+    return flags, kseg_env, peer_env
 
 
 def plan(rounds=3, steps=5, precision="mixed_bfloat16", patch=128, batch_size=16):
@@ -72,10 +98,10 @@ def plan(rounds=3, steps=5, precision="mixed_bfloat16", patch=128, batch_size=16
     return jobs
 
 
-def run_peer(task, python=PEER_PYTHON, timeout=1800):
+def run_peer(task, python=PEER_PYTHON, timeout=1800, env=None):
     """One peer round in a fresh process of the peer's venv; its result dict, or {"error": ...}."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_USE_LEGACY_KERAS": "1", "SM_FRAMEWORK": "tf.keras",
-           "KERAS_BACKEND": "tensorflow"}
+           "KERAS_BACKEND": "tensorflow", **(env or {})}
     try:
         proc = subprocess.run([str(python), str(PEER_WORKER), json.dumps(task)], capture_output=True,
                               text=True, env=env, timeout=timeout)
@@ -145,17 +171,18 @@ def table_rows(doc):
     return columns, rows
 
 
-def run_rounds(jobs, python=PEER_PYTHON, progress=None):
-    """Run `plan`'s jobs one after the other; `[{"round", "side", "task", "result"}]`."""
+def run_rounds(jobs, python=PEER_PYTHON, progress=None, envs=({}, {})):
+    """Run `plan`'s jobs one after the other; `[{"round", "side", "task", "result"}]`.
+    `envs`: the variables of kseg's side and of the peer's (`side_envs`)."""
     rounds = []
     for i, (number, side, task) in enumerate(jobs):
         if progress:
             progress(f"[{i + 1}/{len(jobs)}] round {number}: {side}")
         start = time.perf_counter()
         if side == "peer":
-            result = run_peer(task, python)
+            result = run_peer(task, python, env=envs[1])
         else:
-            result = run_worker(task)
+            result = run_worker(task, env=envs[0])
             result.setdefault("ceiling_shape", task.get("ceiling_shape"))
         result["wall_seconds"] = time.perf_counter() - start
         rounds.append({"round": number, "side": side, "task": task, "result": result})
@@ -174,7 +201,7 @@ def kseg_versions():
 
 
 def bench_peer(rounds=3, steps=5, precision="auto", python=PEER_PYTHON, progress=None, patch=128,
-               batch_size=16, ceiling_shape=None):
+               batch_size=16, ceiling_shape=None, as_avx2=False):
     """Run the interleaved rounds; returns bench-peer.json's document (see `summarize`)."""
     from kseg.runs import timestamp
     from kseg.training.environment import cpu_info
@@ -183,16 +210,18 @@ def bench_peer(rounds=3, steps=5, precision="auto", python=PEER_PYTHON, progress
         raise KsegError(f"No peer venv: {python} does not exist. Build it with `make bench-peer` "
                         f"(it installs benchmarks/peer/requirements.txt into .venv-peer) or give "
                         f"--peer-python.")
-    chosen, reason = kseg_precision(precision)
+    flags, kseg_env, peer_env = side_envs(as_avx2)
+    chosen, reason = kseg_precision(precision, flags)
     jobs = plan(rounds, steps, chosen, patch, batch_size)
     if ceiling_shape:  # a small ceiling convolution for tests
         jobs = [(n, side, {**task, "ceiling_shape": list(ceiling_shape)}) for n, side, task in jobs]
     load = os.getloadavg()
     started = timestamp()
-    results = run_rounds(jobs, python, progress)
+    results = run_rounds(jobs, python, progress, (kseg_env, peer_env))
     peer_ok = [r["result"] for r in results if r["side"] == "peer" and "error" not in r["result"]]
     return {**summarize(results), "kseg_precision": chosen, "kseg_precision_reason": reason,
-           "peer_precision": "float32", "started": started, "load_before": list(load),
+           "peer_precision": "float32", "as_avx2": as_avx2, "kseg_env": kseg_env, "peer_env": peer_env,
+           "started": started, "load_before": list(load),
            "load_after": list(os.getloadavg()),
            "settings": {"rounds": rounds, "steps": steps, "patch": patch, "batch_size": batch_size,
                         "kseg": "unet, 11 classes + void (ignored), cross-entropy, Adam 1e-3, "
@@ -215,12 +244,14 @@ def bench_peer(rounds=3, steps=5, precision="auto", python=PEER_PYTHON, progress
 @click.option("--peer-python", default=PEER_PYTHON, show_default=True, help="Python of the peer's venv.")
 @click.option("--json", "json_path", default="bench-peer.json", show_default=True,
               type=click.Path(dir_okay=False), help="Where to write the results.")
-def main(rounds, steps, precision, peer_python, json_path):
+@click.option("--as-avx2", is_flag=True, help="Run both sides as on a CPU with AVX2 and no AVX-512 "
+              "(oneDNN capped at AVX2; each side at its defaults for such a CPU).")
+def main(rounds, steps, precision, peer_python, json_path, as_avx2):
     """Time kseg's U-Net against segmentation_models' U-Net, in interleaved rounds."""
     from kseg import atomic, output
 
     progress = lambda text: output.err_console.print(text, highlight=False)  # noqa: E731
-    doc = bench_peer(rounds, steps, precision, peer_python, progress)
+    doc = bench_peer(rounds, steps, precision, peer_python, progress, as_avx2=as_avx2)
     errors = [f"round {r['round']} {r['side']}: {r['result']['error']}" for r in doc["rounds"]
               if "error" in r["result"]]
     for line in errors:
@@ -230,6 +261,9 @@ def main(rounds, steps, precision, peer_python, json_path):
     caption = (f"ratio: kseg / peer (segmentation_models); median of {rounds} round(s) x {steps} step(s); "
                f"paired: in units of a ceiling conv step timed after each step; load average before "
                f"{doc['load_before'][0]:.2f}")
+    if as_avx2:
+        caption += (f"; as on a CPU without AVX-512: oneDNN capped at AVX2, kseg {doc['kseg_env']}, "
+                    f"peer {doc['peer_env']}")
     output.print_table("kseg vs segmentation_models (U-Net, ResNet-34)", columns, rows, digits=2,
                        caption=caption)
     output.err_console.print(f"Wrote {json_path}.", highlight=False)

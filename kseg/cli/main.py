@@ -77,8 +77,12 @@ class LazyGroup(click.Group):
 @click.version_option(__version__, prog_name="kseg")
 @click.option("--verbose", is_flag=True, help="Show TensorFlow's start-up logs (also KSEG_VERBOSE=1) "
               "and the traceback of an error (also KSEG_DEBUG=1).")
-def main(verbose):
+@click.pass_context
+def main(ctx, verbose):
     """kseg: train, compare and ship semantic segmentation networks in Keras 3."""
+    from kseg.training.hardware import set_onednn
+
+    set_onednn(ctx.invoked_subcommand)  # before TensorFlow starts: it reads the variable once
     if verbose:
         os.environ["KSEG_VERBOSE"] = "1"
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"

@@ -6,15 +6,26 @@ U-Net train step runs 1.34x faster in mixed_bfloat16 than in float32, and XLA ma
 0.8x (XLA's CPU path loses oneDNN); on an AVX2 CPU without bfloat16 units mixed
 precision ran 6-10x slower (benchmarks/LOG.md). Hence bfloat16 only where the
 hardware has it natively. XLA stays off on every CPU: where TensorFlow runs without
-oneDNN (AVX2 CPUs) it trains U-Net 1.27x faster but DeepLabV3 2.4x slower, and
-under XLA `kseg fit` gives up op determinism; the reason printed says so.
+oneDNN it trains U-Net 1.27x faster but DeepLabV3 2.4x slower, and with oneDNN it
+is slower for every network; under XLA `kseg fit` gives up op determinism.
+
+TensorFlow turns its oneDNN kernels on by itself only on CPUs with AVX512_VNNI,
+AVX512_BF16 or AMX. On a CPU with AVX2 and none of those, oneDNN's AVX2 kernels train
+each network measured 1.2-1.7x faster than TensorFlow's own (Eigen) kernels, but
+predict one 360x480 frame 8-48% slower (float32, in pairs, benchmarks/probes/
+cpu_defaults.py). So `kseg fit` and `kseg bench` turn oneDNN on there (`pick_onednn`),
+before TensorFlow starts; the other commands keep TensorFlow's default. One inter-op
+thread instead of one per core was no faster. TF_ENABLE_ONEDNN_OPTS, when set, wins.
 """
 
 import dataclasses
 import os
+import sys
 
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 AMPERE = (8, 0)  # first NVIDIA compute capability with bfloat16 tensor cores
+TF_ONEDNN_FLAGS = ("avx512_vnni", "avx512_bf16", "amx_tile")  # TensorFlow turns oneDNN on for these
+ONEDNN_COMMANDS = ("fit", "bench")  # the commands that train: oneDNN on wherever the CPU has AVX2
 MAX_PROCESSES = 16  # auto's worker processes: a GPU's appetite (about 8,000 patches/s) at ~550 per core
 
 
@@ -105,6 +116,58 @@ def pick_jit(requested, gpu_list, backend="tensorflow", onednn=True):
     return False, "auto: off on CPUs, where XLA is slower than oneDNN's kernels"
 
 
+def pick_onednn(command, cpu_flags, environ, backend="tensorflow"):
+    """`(value, reason)`: what `kseg COMMAND` sets TF_ENABLE_ONEDNN_OPTS to on a CPU with
+    `cpu_flags` (environment.cpu_info; None where unknown), or `(None, reason)` to leave
+    TensorFlow's default. `environ`: the variables, where the user's own setting wins."""
+    if backend != "tensorflow":
+        return None, f"not TensorFlow ({backend})"
+    if "TF_ENABLE_ONEDNN_OPTS" in environ:
+        return None, f"TF_ENABLE_ONEDNN_OPTS={environ['TF_ENABLE_ONEDNN_OPTS']}"
+    flags = set(cpu_flags or ())
+    if flags & set(TF_ONEDNN_FLAGS):
+        return None, "TensorFlow's default on this CPU"
+    if "avx2" not in flags:
+        return None, "TensorFlow's default"
+    if command not in ONEDNN_COMMANDS:
+        return None, ("TensorFlow's default: off on a CPU without AVX-512 VNNI or BF16, where "
+                      "TensorFlow's own kernels predict a frame faster")
+    return "1", ("kseg's default for training on a CPU with AVX2 but no AVX-512 VNNI or BF16: "
+                 "1.2-1.7x faster than TensorFlow's own kernels; TF_ENABLE_ONEDNN_OPTS=0 turns it off")
+
+
+def set_onednn(command, environ=os.environ):
+    """Set TF_ENABLE_ONEDNN_OPTS for `kseg command` (`pick_onednn`), unless TensorFlow is
+    imported already (it reads the variable once, at start-up). The entry point of the
+    command calls this; `onednn_reason` then gives the reason."""
+    from kseg.quiet import keras_backend
+    from kseg.training.environment import cpu_info
+
+    if "tensorflow" in sys.modules:
+        return
+    value, reason = pick_onednn(command, cpu_info()["flags"], environ, keras_backend())
+    if value is not None:
+        environ["TF_ENABLE_ONEDNN_OPTS"] = value
+        _ONEDNN_SET[:] = [reason]
+
+
+_ONEDNN_SET = []  # the reason, once set_onednn has set TF_ENABLE_ONEDNN_OPTS in this process
+
+
+def onednn_reason(on, cpu_flags, environ=os.environ):
+    """Why TensorFlow runs oneDNN's kernels (`on`: environment.onednn) in this process, or not."""
+    if on is None:
+        return "not used by this backend"
+    if _ONEDNN_SET:
+        return _ONEDNN_SET[0]
+    if "TF_ENABLE_ONEDNN_OPTS" in environ:
+        return f"TF_ENABLE_ONEDNN_OPTS={environ['TF_ENABLE_ONEDNN_OPTS']}"
+    if not on and "avx2" in (cpu_flags or ()):
+        return ("TensorFlow's default here; TF_ENABLE_ONEDNN_OPTS=1, set before TensorFlow is "
+                "imported, trains 1.2-1.7x faster (the kseg command sets it)")
+    return "TensorFlow's default on this CPU"
+
+
 def pick_workers(requested, cpus=None, kind="auto", gpu_list=None):
     """`(workers, reason)`: how many build batches for `--workers requested`, of
     `--worker-kind kind` (see `worker_kind`; `gpu_list`: `gpus()`, found when None).
@@ -168,6 +231,8 @@ class HardwareChoice:
     workers: int
     workers_reason: str
     worker_kind: str = "thread"
+    onednn: bool | None = None
+    onednn_reason: str = ""
 
     @property
     def xla(self):
@@ -176,8 +241,11 @@ class HardwareChoice:
 
     def line(self):
         """The console line `kseg fit` prints before training."""
-        return (f"precision {self.precision} ({self.precision_reason}), XLA {self.xla} ({self.jit_reason}), "
+        line = (f"precision {self.precision} ({self.precision_reason}), XLA {self.xla} ({self.jit_reason}), "
                 f"{self.workers} data workers ({self.workers_reason})")
+        if self.onednn is None:
+            return line
+        return line + f", oneDNN {'on' if self.onednn else 'off'} ({self.onednn_reason})"
 
 
 def choose(cfg):
@@ -186,9 +254,10 @@ def choose(cfg):
 
     from kseg.training.environment import cpu_info, onednn
     found, backend = gpus(), keras.backend.backend()
-    uses_onednn = onednn(backend)
-    precision, why_precision = pick_precision(cfg.precision, cpu_info()["flags"], found, uses_onednn)
+    uses_onednn, flags = onednn(backend), cpu_info()["flags"]
+    precision, why_precision = pick_precision(cfg.precision, flags, found, uses_onednn)
     jit, why_jit = pick_jit(cfg.jit, found, backend, uses_onednn)
     kind, why_kind = worker_kind(cfg.worker_kind, found)
     workers, why_workers = count_workers(cfg.workers, kind, why_kind)
-    return HardwareChoice(precision, why_precision, jit, why_jit, workers, why_workers, kind)
+    return HardwareChoice(precision, why_precision, jit, why_jit, workers, why_workers, kind,
+                          uses_onednn, onednn_reason(uses_onednn, flags))
