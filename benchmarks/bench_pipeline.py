@@ -5,7 +5,10 @@ grid, batch 16, augmentation on), built by 1 and 2 worker processes (`kseg fit
 --worker-kind process`) and, for comparison, by 1 and 2 of Keras' loader threads (the
 old path); host CPU per patch (this process and the workers); the patches/s of a
 16-core host projected from them (kseg.bench.pipeline.project states the assumption).
-Writes the JSON; the last line printed is `pipeline 1->2 workers: N.NNx` (processes).
+Then the machine's own ceiling for that scaling: 1 and 2 independent processes, each
+building batches with the same code from frames of its own (no pool, no shared memory,
+nothing copied out), alternated 1 2 1 2. Writes the JSON; the last line printed is
+`pipeline 1->2 workers: N.NNx` (processes).
 
     python benchmarks/bench_pipeline.py [--data DIR] [--json PATH]
 
@@ -26,9 +29,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", help="dataset folder (default: $KSEG_CAMVID or ../shared/camvid)")
     parser.add_argument("--json", default=str(DEFAULT_JSON), help=f"where to write (default: {DEFAULT_JSON})")
+    parser.add_argument("--ceiling-batches", type=int, default=120,
+                        help="batches each independent process builds (default 120)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from kseg.bench.pipeline import measure_pipeline
+    from kseg.bench.pipeline import independent_scaling, measure_pipeline
     from kseg.bench.suite import default_data
     from kseg.data.synth import default_dataset_dir
 
@@ -39,6 +44,7 @@ def main(argv=None):
               flush=True)
     start = time.perf_counter()
     result = measure_pipeline(root, workers=(1, 2), processes=(1, 2))
+    result["independent"] = independent_scaling(root, batches=args.ceiling_batches)
     result.update(cpus=os.cpu_count(), python=sys.version.split()[0],
                   wall_seconds=round(time.perf_counter() - start, 1))
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +67,10 @@ def summary(result):
         lines.append(f"  {count} process(es): {run['patches_per_second']:8.1f} patches/s  "
                      f"{run['host_cpu_ms_per_patch']} host CPU-ms per patch "
                      f"(parent {run['parent_cpu_ms_per_batch']} ms per batch)")
+    ceiling = result["independent"]
+    lines.append(f"  independent processes, no pool: 1 -> 2 {ceiling['scaling_1_to_2']:.2f}x "
+                 f"(runs: {ceiling['runs']}); the pool reaches "
+                 f"{processes['scaling_1_to_2'] / ceiling['scaling_1_to_2']:.0%} of it")
     cores, projected = processes["projected_cores"], processes["projected_patches_per_second"]
     lines.append(f"  threads 1->2: {result['scaling_1_to_2']:.2f}x; projected for {cores} cores: "
                  f"{projected} patches/s")

@@ -288,7 +288,7 @@ def test_bench_pipeline_script_writes_its_json_and_ends_with_the_scaling_line(tm
     data, out = tmp_path / "data", tmp_path / "runs" / "pipeline.json"
     write_synthetic(data, n_train=2, n_val=1, n_test=1, size=(64, 64))
     script = runpy.run_path(str(Path(__file__).resolve().parents[1] / "benchmarks" / "bench_pipeline.py"))
-    script["main"](["--data", str(data), "--json", str(out)])
+    script["main"](["--data", str(data), "--json", str(out), "--ceiling-batches", "4"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert re.fullmatch(r"pipeline 1->2 workers: \d+\.\d\dx", last), last
     doc = json.loads(out.read_text())
@@ -297,3 +297,5 @@ def test_bench_pipeline_script_writes_its_json_and_ends_with_the_scaling_line(tm
     processes = doc["processes"]
     assert set(processes["by_workers"]) == {"1", "2"} and processes["projected_cores"] == 16
     assert "capped by the training process" in processes["projection_assumption"]
+    ceiling = doc["independent"]  # 1 and 2 processes that share nothing, alternated twice
+    assert [count for count, _ in ceiling["runs"]] == [1, 2, 1, 2] and ceiling["scaling_1_to_2"] > 0

@@ -8,7 +8,9 @@ Memory is reported two ways:
     epochs run untraced: tracing slowed them 1.37x (418 against 573 patches/s on CamVid).
 """
 
+import multiprocessing
 import resource
+import statistics
 import time
 import tracemalloc
 
@@ -196,3 +198,40 @@ def project(run, batch_size, cores=CORES):
                                      f"clock speed), capped by the training process's own CPU per batch "
                                      f"(receiving and copying out; measured with no train step beside it) "
                                      f"on the {cores}th core"}
+
+
+def independent_scaling(root, batches=120, frames=48, rounds=2):
+    """The machine's own ceiling for the pool's 1 -> 2 scaling: 1, then 2 processes at
+    once, each building `batches` batches (study settings) from the first `frames`
+    frames of `root`'s train split, decoded for itself: no pool, no shared memory,
+    nothing copied out. Alternated `rounds` times; {"runs": [[count, patches/s], ...],
+    "scaling_1_to_2": the ratio of the medians}."""
+    context = multiprocessing.get_context("spawn")  # fresh interpreters, as the pool's workers
+    runs = []
+    for count in (1, 2) * rounds:
+        ready, results = context.Barrier(count + 1), context.Queue()
+        procs = [context.Process(target=_build_alone, args=(root, frames, batches, ready, results))
+                 for _ in range(count)]
+        for proc in procs:
+            proc.start()
+        ready.wait()  # every process has decoded its frames: all start building together
+        seconds = [results.get() for _ in procs]
+        for proc in procs:
+            proc.join()
+        runs.append([count, round(count * batches * 16 / max(seconds), 1)])
+    rate = {n: statistics.median(r for c, r in runs if c == n) for n in (1, 2)}
+    return {"runs": runs, "scaling_1_to_2": round(rate[2] / rate[1], 3)}
+
+
+def _build_alone(root, frames, batches, ready, results):
+    from kseg.data.frame_store import Frames
+    from kseg.data.patch_builder import PatchBuilder
+
+    ds = open_dataset(root)
+    store = Frames(ds.pairs("train")[:frames], ds.spec)
+    builder = PatchBuilder(len(store.pairs), ds.spec, 16, 128, (4, 4), augment=True, shuffle=True)
+    ready.wait()
+    start = time.perf_counter()
+    for index in range(batches):
+        builder.batch(store, index // len(builder), index % len(builder), threads=1)
+    results.put(time.perf_counter() - start)

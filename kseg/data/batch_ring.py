@@ -53,11 +53,6 @@ class BatchRing:
         labels_at = offset + self.batch_size * self.size[0] * self.size[1] * self.channels * 4
         return images, self.buffer.array((rows, *self.size), np.uint8, labels_at)
 
-    def put(self, slot, images, labels):
-        """Write a batch (at most batch_size rows) into `slot`."""
-        x, y = self.views(slot, len(images))
-        x[...], y[...] = images, labels
-
     def take(self, slot, rows):
         """Copies of the first `rows` rows of `slot` (the slot may be reused at once)."""
         return tuple(np.array(view) for view in self.views(slot, rows))

@@ -66,21 +66,27 @@ class PatchBuilder:
             self._order = (epoch, order)  # one tuple: safe across threads
         return order
 
-    def batch(self, frames, epoch, index, threads=2):
+    def batch(self, frames, epoch, index, threads=2, out=None):
         """Batch `index` of `epoch`: images float32 (B, h, w, C) in [0, 255], labels uint8
         (B, h, w); B is batch_size but for a shorter last batch. `frames`: a
-        kseg.data.frame_store.Frames; `threads` decode its frames not in memory."""
+        kseg.data.frame_store.Frames; `threads` decode its frames not in memory.
+
+        `out`: (images, labels) arrays of batch_size rows to build into (a worker's
+        shared-memory slot): the batch is their first B rows, with no copy of its own."""
         if not 0 <= index < len(self):
             raise IndexError(f"batch {index} out of range ({len(self)} batches)")
         ids = self.order(epoch)[index * self.batch_size:(index + 1) * self.batch_size]
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, int(epoch), index]))
-        x = np.empty((len(ids), *self.size, frames.channels), np.float32)
-        y = np.empty((len(ids), *self.size), np.uint8)
+        if out is None:
+            x = np.empty((len(ids), *self.size, frames.channels), np.float32)
+            y = np.empty((len(ids), *self.size), np.uint8)
+        else:
+            x, y = out[0][:len(ids)], out[1][:len(ids)]
         decoded = frames.take((int(pid) // self.per_image for pid in ids), threads)
         for k, pid in enumerate(ids):
             x[k], y[k] = self.patch_at(int(pid), rng, frames, decoded)
         if self.photometric is not None:  # drawn after every patch: the same rng stream
-            x = jitter_colors(x, rng, self.photometric)
+            x[...] = jitter_colors(x, rng, self.photometric)
         return x, y
 
     def patch_at(self, pid, rng, frames, decoded=None):

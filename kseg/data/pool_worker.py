@@ -58,8 +58,8 @@ def _attach(message, fds):
 def _build(stream, sid, slot, epoch, index):
     builder, frames, ring = stream
     try:
-        images, labels = builder.batch(frames, epoch, index, threads=1)  # one core per worker
-        ring.put(slot, images, labels)
+        # Built in place, in the slot: one core per worker, no copy of the batch.
+        images, _ = builder.batch(frames, epoch, index, threads=1, out=ring.views(slot))
     except Exception as exc:  # reported, not raised: the pool names the batch
         text = str(exc) if isinstance(exc, KsegError) else f"{type(exc).__name__}: {exc}"
         return "error", sid, slot, " ".join(text.split())
