@@ -9,6 +9,12 @@ from types import SimpleNamespace
 import pytest
 from processes import child_env
 
+# One oneDNN setting for this process and every process it starts, set before TensorFlow
+# is imported: on a CPU with AVX2 where TensorFlow leaves oneDNN off, `kseg fit` in a child
+# turns it on (kseg.training.hardware.pick_onednn), and a history resumed there must equal,
+# to the bit, the one computed here. tests/test_onednn.py clears it to test that default.
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
+
 
 def _run_python(code, backend="tensorflow", env=None, timeout=300):
     """Run `code` in a fresh Python process (processes.child_env(backend, **env)); return its stdout.
