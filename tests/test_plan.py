@@ -140,7 +140,7 @@ def test_the_planned_batches_are_the_ones_trained(data_dir, tmp_path, settings):
     max_steps = settings.pop("max_steps", None)
     plan = kseg.fit(TINY, data_dir, runs=tmp_path, dry_run=True, max_steps=max_steps,
                     **{**SETTINGS, **settings})
-    train, val, _ = training_datasets(plan.config, plan.dataset, 0)
+    train, val = training_datasets(plan.config, plan.dataset, 0)
     patches = (train.num_patches, val.num_patches)
     train, val = first_batches(train, val, max_steps)
     assert plan.epoch.patches == patches and plan.epoch.batches == (len(train), len(val))

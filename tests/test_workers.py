@@ -99,7 +99,7 @@ def _seen(data_dir, workers, initial_epoch=0, kind="thread"):
     cfg = FitConfig(arch=TINY, patch=32, grid=None, crops_per_image=4, scale="0.5:2", augment=True,
                     photometric=True, class_uniform=0.5, batch_size=2, seed=5, workers=workers,
                     worker_kind=kind).validate()
-    train, val, _ = training_datasets(cfg, open_dataset(data_dir), pick_workers(cfg.workers, kind=kind)[0])
+    train, val = training_datasets(cfg, open_dataset(data_dir), pick_workers(cfg.workers, kind=kind)[0])
     processes = kind == "process" and workers > 0
     assert (train.workers, val.workers) == (0, 0) if processes else (workers, workers)  # Keras' threads
     assert train.pool is val.pool and (train.pool is not None) == processes
@@ -119,7 +119,7 @@ def test_class_uniform_reaches_the_training_crops_only(data_dir, tmp_path):
     from kseg.data.readers import open_dataset
 
     cfg = FitConfig(arch=TINY, patch=32, grid=None, class_uniform=0.5).validate()
-    train, val, _ = training_datasets(cfg, open_dataset(data_dir), 0)
+    train, val = training_datasets(cfg, open_dataset(data_dir), 0)
     assert (train.class_uniform, val.class_uniform) == (0.5, 0.0)  # val: the same crops every epoch
     base = ["fit", TINY, "--data", str(data_dir), "--runs", str(tmp_path)]
     for extra, fragment in ((["--class-uniform", "0.5"], "add --crops"),
@@ -237,7 +237,7 @@ def test_worker_processes_count_their_batch_slots_in_the_frame_budget(data_dir):
     cached = {}
     for kind in ("thread", "process"):
         cfg = FitConfig(**settings, worker_kind=kind, frame_cache_mb=budget).validate()
-        train, val, _ = training_datasets(cfg, open_dataset(data_dir), 2)
+        train, val = training_datasets(cfg, open_dataset(data_dir), 2)
         held = (train.frames.nbytes + val.frames.nbytes) / 2**20 + (rings if train.pool else 0)
         assert held <= budget
         cached[kind] = train.frames.num_cached + val.frames.num_cached

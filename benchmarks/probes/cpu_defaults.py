@@ -40,7 +40,7 @@ def child(arch, steps, xla):
 
     if os.environ.get("KSEG_PROBE_INTER_OP"):
         tf.config.threading.set_inter_op_parallelism_threads(int(os.environ["KSEG_PROBE_INTER_OP"]))
-    from kseg.bench.models_table import _forward
+    from kseg.bench.models_table import predict_call
     from kseg.bench.timing import timed_calls
     from kseg.data.dataset_spec import CAMVID
     from kseg.training.config import FitConfig
@@ -67,7 +67,7 @@ def child(arch, steps, xla):
         plain_s, _ = timed_calls(plain, steps, warmup=1)
     row["train_s"] = [round(t, 3) for t in plain_s]
     frame = np.zeros((1, 384, 512 if arch.startswith("ddrnet") else 480, 3), "float32")
-    predict_s = timed_calls(_forward(model, frame), 5, warmup=2)[0]
+    predict_s = timed_calls(predict_call(model, frame), 5, warmup=2)[0]
     row["predict_ms"] = round(1000 * statistics.median(predict_s), 1)
     return row
 

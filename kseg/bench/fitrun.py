@@ -79,7 +79,7 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
         step as fit runs it (TensorFlow's fused kernel, kseg.training.fused_norm), the
         median ratio of steps timed in pairs.
     """
-    from kseg.training.hardware import pick_workers
+    from kseg.training import hardware
     from kseg.training.inputs import first_batches, open_data, training_datasets
     from kseg.training.loop import run_fit
     from kseg.training.recipes import resolve
@@ -93,16 +93,17 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
     peak = peak_rss_mb()
     epoch_s = float(run.history()[-1]["seconds"])
     dataset, _ = open_data(cfg.data)
-    workers = pick_workers(cfg.workers, kind=cfg.worker_kind)[0]
-    train, val, _ = training_datasets(cfg, dataset, 0)  # for their lengths and a batch: built here
+    chosen = hardware.choose(cfg)  # precision, XLA and workers as the fit chose them
+    train, val = training_datasets(cfg, dataset, 0)  # for their lengths and a batch: built here
     train_steps, val_steps = map(len, first_batches(train, val, steps))  # the batches fit ran
-    train_s, test_s, fused_speedup = _bare_steps(cfg, dataset.spec, train[0][:2], val[0][:2], repeats)
+    train_s, test_s, fused_speedup = _bare_steps(cfg, dataset.spec, chosen, train[0][:2], val[0][:2],
+                                                 repeats)
     bare = train_steps * train_s + val_steps * test_s
     last = phases.rows[-1]
     study_epoch = whole_epoch_seconds(last, train_steps, val_steps, len(train), len(val))
     study_bare = len(train) * train_s + len(val) * test_s
     return {"arch": arch, "dataset": Path(data).name if data else "synthetic", "steps": train_steps,
-            "val_steps": val_steps, "batch_size": cfg.batch_size, "workers": workers,
+            "val_steps": val_steps, "batch_size": cfg.batch_size, "workers": chosen.workers,
             "seconds": wall, "peak_rss_mb": peak, "epoch_seconds": epoch_s,
             "train_step_seconds": train_s, "test_step_seconds": test_s,
             "bare_train_patches_per_s": cfg.batch_size / train_s, "bare_seconds": bare,
@@ -116,12 +117,11 @@ def measure_fit(arch="unet", data=None, steps=20, runs=None, repeats=5):
             "fused_norm_speedup": fused_speedup}
 
 
-def _bare_steps(cfg, spec, batch, val_batch, repeats):
-    """(train step s, test step s, fused-norm speedup) of fit's model on one batch in memory."""
-    from kseg.training import hardware
+def _bare_steps(cfg, spec, chosen, batch, val_batch, repeats):
+    """(train step s, test step s, fused-norm speedup) of fit's model on one batch in memory,
+    at the precision and XLA of `chosen` (a HardwareChoice)."""
     from kseg.training.loop import build_model
 
-    chosen = hardware.choose(cfg)  # precision and XLA as fit decided them
     model = build_model(cfg, spec, hardware=chosen)
     # Alone, as fit runs it; the pairs below alternate two models, which slows both.
     train_s = median_seconds(lambda: model.train_on_batch(*batch), repeats)

@@ -48,7 +48,7 @@ def measure(name, train_steps=2, frames=5, batch=16, patch=128):
     if not frames:
         return row
     x = np.random.default_rng(0).uniform(0, 255, (1, h, w, 3)).astype("float32")
-    times = _times(_forward(model, x), frames, warm=2)
+    times = _times(predict_call(model, x), frames, warm=2)
     row["predict_ms"], row["predict_ms_min"] = 1000 * float(np.median(times)), 1000 * float(np.min(times))
     if not train_steps:
         return row
@@ -64,7 +64,7 @@ def measure(name, train_steps=2, frames=5, batch=16, patch=128):
     return row
 
 
-def _forward(model, x):
+def predict_call(model, x):
     """A call that predicts `x` and waits for the result: a tf.function on TensorFlow (XLA
     off), Keras' compiled predict function elsewhere (returns numpy, so the device is done)."""
     import keras

@@ -215,10 +215,10 @@ def independent_scaling(root, batches=120, frames=48, rounds=2):
         for proc in procs:
             proc.start()
         ready.wait()  # every process has decoded its frames: all start building together
-        seconds = [results.get() for _ in procs]
+        built = [results.get() for _ in procs]  # (seconds, patches) of each process
         for proc in procs:
             proc.join()
-        runs.append([count, round(count * batches * 16 / max(seconds), 1)])
+        runs.append([count, round(sum(n for _, n in built) / max(s for s, _ in built), 1)])
     rate = {n: statistics.median(r for c, r in runs if c == n) for n in (1, 2)}
     return {"runs": runs, "scaling_1_to_2": round(rate[2] / rate[1], 3)}
 
@@ -231,7 +231,7 @@ def _build_alone(root, frames, batches, ready, results):
     store = Frames(ds.pairs("train")[:frames], ds.spec)
     builder = PatchBuilder(len(store.pairs), ds.spec, 16, 128, (4, 4), augment=True, shuffle=True)
     ready.wait()
-    start = time.perf_counter()
+    start, patches = time.perf_counter(), 0
     for index in range(batches):
-        builder.batch(store, index // len(builder), index % len(builder), threads=1)
-    results.put(time.perf_counter() - start)
+        patches += len(builder.batch(store, index // len(builder), index % len(builder), threads=1)[1])
+    results.put((time.perf_counter() - start, patches))

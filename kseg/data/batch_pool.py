@@ -36,10 +36,11 @@ from kseg.errors import KsegError
 
 DEPTH = 2  # tasks sent ahead to each worker: it starts the next batch without waiting for the parent
 ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding this kseg package
-# glibc's malloc hands buffers of a frame's size (0.7 MB, read from the spill file) and a
-# batch's back to the kernel when freed and faults them in again at the next batch: a
-# third of a single-threaded worker's CPU went to page faults. Kept below 32 MB, freed
-# memory is reused instead (other C libraries ignore these variables).
+# glibc's malloc hands large buffers (a frame read from the spill file, 0.7 MB; a batch
+# with photometric jitter) back to the kernel when freed and faults them in again at the
+# next batch: when workers still built every batch in their own memory, a third of a
+# single-threaded worker's CPU went to page faults. Kept below 32 MB, freed memory is
+# reused instead (other C libraries ignore these variables).
 MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_": str(128 << 20)}
 
 

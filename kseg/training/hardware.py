@@ -239,13 +239,18 @@ class HardwareChoice:
         """"on", "off" or "auto" (Keras decides)."""
         return {True: "on", False: "off", None: "auto"}[self.jit]
 
+    @property
+    def onednn_state(self):
+        """"on" or "off"; None off TensorFlow."""
+        return {True: "on", False: "off", None: None}[self.onednn]
+
     def line(self):
         """The console line `kseg fit` prints before training."""
         line = (f"precision {self.precision} ({self.precision_reason}), XLA {self.xla} ({self.jit_reason}), "
                 f"{self.workers} data workers ({self.workers_reason})")
-        if self.onednn is None:
+        if self.onednn_state is None:
             return line
-        return line + f", oneDNN {'on' if self.onednn else 'off'} ({self.onednn_reason})"
+        return line + f", oneDNN {self.onednn_state} ({self.onednn_reason})"
 
 
 def choose(cfg):

@@ -27,10 +27,10 @@ def class_weights(cfg, dataset):
 
 
 def training_datasets(cfg, dataset, workers, kind=None):
-    """`(train, val, pairs used)`: PatchDatasets per cfg.split, batches built by `workers`
-    threads or worker processes (`pick_workers`; `kind`: "process" or "thread", default
-    `worker_kind(cfg.worker_kind)`); the pairs feed the fingerprint. Processes are shared
-    by both datasets; `close_data` ends them."""
+    """`(train, val)`: PatchDatasets per cfg.split, batches built by `workers` threads or
+    worker processes (`pick_workers`; `kind`: "process" or "thread", default
+    `worker_kind(cfg.worker_kind)`). Processes are shared by both datasets; `close_data`
+    ends them."""
     from kseg.training.hardware import worker_kind
 
     pool = None
@@ -49,7 +49,6 @@ def training_datasets(cfg, dataset, workers, kind=None):
 def _datasets(cfg, dataset, workers, pool):
     from kseg.data import patches
 
-    train_pairs = dataset.pairs("train")
     loading = loader_kwargs(0 if pool else workers)  # with a pool, Keras runs no loader of its own
     common = dict(spec=dataset.spec, batch_size=cfg.batch_size, patch=cfg.patch, grid=cfg.grid,
                   seed=cfg.seed, crops_per_image=cfg.crops_per_image, pool=pool, **loading)
@@ -57,7 +56,8 @@ def _datasets(cfg, dataset, workers, pool):
     # and val): training frames first (augmented and read every epoch in random order),
     # validation frames get what is left.
     budget = max(0.0, cfg.frame_cache_mb - (2 * ring_mb(cfg, workers) if pool else 0))
-    train_frames = patches.Frames(train_pairs, dataset.spec, cache_mb=budget, channels=cfg.channels)
+    train_frames = patches.Frames(dataset.pairs("train"), dataset.spec, cache_mb=budget,
+                                  channels=cfg.channels)
     check_grid(train_frames, cfg.grid)
     train = patches.PatchDataset(train_frames, augment=cfg.augment, photometric=cfg.photometric,
                                  scale=cfg.scale, class_uniform=cfg.class_uniform, shuffle=True,
@@ -66,15 +66,15 @@ def _datasets(cfg, dataset, workers, pool):
         # The study's split: 20 % of the training patches, seeded.
         train, val = patches.split_patches(train, fraction=0.2, seed=cfg.seed)
         train.max_queue_size = val.max_queue_size = loading["max_queue_size"]  # not copied by the split
-        return train, _same_every_epoch(val), train_pairs
+        return train, _same_every_epoch(val)
     require_val_split(dataset)
-    val_pairs = dataset.pairs("val")
     val_budget = max(0.0, budget - train_frames.nbytes / 2**20)
     # Validation always sees the grid or plain crops: no jitter, and the same crops every
     # epoch (_same_every_epoch), so epochs compare.
-    val = patches.PatchDataset(val_pairs, shuffle=False, cache_mb=val_budget, channels=cfg.channels, **common)
+    val = patches.PatchDataset(dataset.pairs("val"), shuffle=False, cache_mb=val_budget,
+                               channels=cfg.channels, **common)
     check_grid(val.frames, cfg.grid)
-    return train, _same_every_epoch(val), train_pairs + val_pairs
+    return train, _same_every_epoch(val)
 
 
 def ring_mb(cfg, workers):

@@ -73,8 +73,8 @@ def train(plan, progress=None, callbacks=()):
 
     cfg, run = plan.config, plan.run
     _report_start(plan)
-    train_data, val_data, _ = training_datasets(cfg, plan.dataset, plan.hardware.workers,
-                                                kind=plan.hardware.worker_kind)
+    train_data, val_data = training_datasets(cfg, plan.dataset, plan.hardware.workers,
+                                             kind=plan.hardware.worker_kind)
     if plan.topology is not None:
         train_data, val_data = (distribute.worker_batches(d, plan.topology) for d in (train_data, val_data))
     train_data, val_data = first_batches(train_data, val_data, plan.max_steps)

@@ -17,8 +17,8 @@ def plan_lines(plan, width=80):
     hw = plan.hardware
     rows += [("precision", f"{hw.precision} ({hw.precision_reason})"), ("XLA", f"{hw.xla} ({hw.jit_reason})"),
              ("workers", f"{hw.workers} data workers ({hw.workers_reason})"), ("devices", _devices(plan))]
-    if hw.onednn is not None:
-        rows.insert(-1, ("oneDNN", f"{'on' if hw.onednn else 'off'} ({hw.onednn_reason})"))
+    if hw.onednn_state is not None:
+        rows.insert(-1, ("oneDNN", f"{hw.onednn_state} ({hw.onednn_reason})"))
     rows += [("warning", note) for note in plan.notes]
     lines = [f"kseg fit {cfg.arch} --dry-run: the plan (nothing was written)"]
     for label, value in rows:
